@@ -1,0 +1,199 @@
+"""Pydantic schemas of every artifact row.
+
+These are the boundaries between stages: a stage writes rows of one of these models to Parquet, and
+the next stage reads them back through the same model, so a malformed row fails loudly at the edge
+instead of deep inside a later stage.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+ArtifactKind = Literal[
+    "world",
+    "index",
+    "tasks",
+    "model",
+    "trajectories",
+    "trajectory-shard",
+    "annotations",
+    "selection",
+    "checkpoint",
+    "evaluation",
+]
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArtifactRef(Row):
+    """The small reference a stage returns; payloads stay in the store."""
+
+    id: str
+    kind: ArtifactKind
+    stage: str
+    uri: str = Field(description="Directory of the artifact under the store root.")
+    rows: int = 0
+    reused: bool = Field(False, description="True when the artifact already existed and nothing ran.")
+
+
+# --- world ---------------------------------------------------------------------------------------
+
+
+class Entity(Row):
+    id: str
+    type: Literal["person", "city", "country", "organisation", "work", "event"]
+    name: str
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    # Attribute keys differ by entity type; as JSON text they fit one Parquet column without nulls.
+    @field_serializer("attributes", when_used="json")
+    def _attributes_as_json(self, value: dict[str, str]) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_from_json(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class Triple(Row):
+    subject: str
+    relation: str
+    object: str
+    doc_ids: list[str] = Field(description="Documents that state this fact.")
+
+
+class Document(Row):
+    id: str
+    title: str
+    text: str
+    entity_id: str | None = None
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+class Hop(Row):
+    subject: str
+    subject_name: str
+    relation: str
+    object: str
+    object_name: str
+    doc_id: str = Field(description="The document whose text states this hop.")
+
+
+class Task(Row):
+    id: str
+    question: str
+    answer: str
+    aliases: list[str] = Field(default_factory=list)
+    hops: list[Hop]
+    template: str
+    split: Literal["train", "eval"]
+
+    @property
+    def evidence_doc_ids(self) -> list[str]:
+        return [h.doc_id for h in self.hops]
+
+
+# --- trajectories --------------------------------------------------------------------------------
+
+ActionName = Literal["search", "open", "calculate", "answer", "invalid"]
+
+
+class Step(Row):
+    index: int
+    thought: str
+    action: ActionName
+    argument: str
+    observation: str = ""
+    retrieved_doc_ids: list[str] = Field(default_factory=list)
+    raw: str = Field("", description="The model's raw text for this step.")
+    tokens: int = 0
+    latency_s: float = 0.0
+
+
+class Trajectory(Row):
+    id: str
+    task_id: str
+    policy: str
+    sample_index: int
+    temperature: float
+    seed: int
+    messages_json: str = Field(description="Chat messages with tool_calls, as JSON (what TRL's SFTTrainer takes).")
+    tools_json: str = Field(description="JSON schema of the tools offered to the agent.")
+    steps: list[Step]
+    final_answer: str | None = None
+    finished: bool = Field(description="True when the agent gave an answer before the turn limit.")
+    generated_tokens: int = 0
+
+
+# --- annotation, selection, evaluation -----------------------------------------------------------
+
+
+class Annotation(Row):
+    trajectory_id: str
+    task_id: str
+    policy: str
+    exact_match: float
+    f1: float
+    step_ratings: list[int]
+    mean_rating: float
+    min_rating: int
+    tool_calls: int
+    judge: str
+
+
+class Selection(Row):
+    trajectory_id: str
+    task_id: str
+    source: Literal["policy", "oracle"]
+    reason: str
+
+
+class EvalRow(Row):
+    task_id: str
+    trajectory_id: str
+    policy: str
+    sample_index: int
+    exact_match: float
+    f1: float
+    tool_calls: int
+    valid_format: bool
+
+
+class EvalSummary(Row):
+    policy: str
+    tasks: int
+    samples_per_task: int
+    pass_at_1: float
+    pass_at_k: float
+    exact_match: float
+    f1: float
+    tool_calls: float
+    format_valid: float
+
+
+class Failure(Row):
+    stage: str
+    item_id: str
+    error_class: str
+    message: str
+    raw_output: str = ""
+    attempts: int = 1
+    artifact_id: str | None = None
+
+
+class RunRecord(Row):
+    flow_run_id: str
+    flow_name: str
+    parameters_json: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None = None

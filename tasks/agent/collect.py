@@ -1,0 +1,70 @@
+"""Collection stage: K rollouts per task, as cached shards merged into one trajectories artifact.
+
+Each shard is its own artifact, so a run killed halfway keeps every finished shard and a rerun only
+generates the rest. Shard boundaries depend only on the task list and the shard size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage import ArtifactStore
+from storage.store import read_table, write_table
+from tasks.agent.loop import AgentConfig, run_agent
+from tasks.llm.hf import load_generator
+from tasks.search.tools import search_tool_for
+from tasks.stage import Inputs, Stage
+from tasks.synthesis.two_hop import load_tasks
+
+
+class SamplingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples_per_task: int = Field(2, ge=1, le=1024, description="Rollouts per task (K).")
+    temperature: float = Field(0.8, ge=0, le=5)
+    seed: int = 0
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+
+class ShardConfig(SamplingConfig):
+    split: str = "train"
+    shard_index: int = Field(ge=0)
+    shard_size: int = Field(ge=1)
+
+
+def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: ArtifactStore) -> None:
+    tasks = load_tasks(inputs["tasks"], config.split)
+    start = config.shard_index * config.shard_size
+    shard = tasks[start : start + config.shard_size]
+    model = inputs["model"]
+    trajectories, failures = run_agent(
+        load_generator(model.uri),
+        search_tool_for(inputs["index"]),
+        shard,
+        config=config.agent,
+        samples_per_task=config.samples_per_task,
+        temperature=config.temperature,
+        seed=config.seed,
+        policy_name=model.id,
+        stage="collect-shard",
+        progress=f"collect shard {config.shard_index}",
+    )
+    write_table(work, trajectories)
+    if failures:
+        write_table(work, failures, name="failures")
+
+
+class MergeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def produce_merge(work: Path, config: MergeConfig, inputs: Inputs, store: ArtifactStore) -> None:
+    tables = [read_table(shard) for shard in inputs["shards"]]
+    write_table(work, pa.concat_tables([t for t in tables if t.num_rows]))
+
+
+SHARD_STAGE = Stage(name="collect-shard", kind="trajectory-shard", produce=produce_shard, config_model=ShardConfig)
+MERGE_STAGE = Stage(name="merge-trajectories", kind="trajectories", produce=produce_merge, config_model=MergeConfig)

@@ -1,0 +1,61 @@
+"""Executes one turn's actions for every active trajectory: one batched search call per turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.agent.protocol import ParsedTurn
+from tasks.search.tools import CalculationError, Hit, SearchTool, calculate
+
+
+class ToolConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(3, ge=1, le=50, description="Search results shown per query.")
+    max_observation_chars: int = Field(900, ge=50, le=100_000, description="Observations are cut to this length.")
+
+
+@dataclass
+class Observation:
+    text: str
+    doc_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def format_hits(hits: list[Hit]) -> str:
+    if not hits:
+        return "No results."
+    return "\n".join(f"Doc {i} (id: {h.doc_id}, title: {h.title}) {h.snippet}" for i, h in enumerate(hits, 1))
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " [truncated]"
+
+
+def execute_turns(tool: SearchTool, turns: list[ParsedTurn], config: ToolConfig) -> list[Observation | None]:
+    """Observation per turn (None for answers and invalid turns, which get no tool call)."""
+    observations: list[Observation | None] = [None] * len(turns)
+    searches = [i for i, t in enumerate(turns) if t.action == "search"]
+    if searches:
+        results = tool.search([turns[i].argument for i in searches], k=config.top_k)
+        for i, hits in zip(searches, results, strict=True):
+            observations[i] = Observation(
+                text=truncate(format_hits(hits), config.max_observation_chars), doc_ids=[h.doc_id for h in hits]
+            )
+    for i, turn in enumerate(turns):
+        if turn.action == "open":
+            page = tool.open(turn.argument)
+            if page is None:
+                observations[i] = Observation(text=f"No document with id {turn.argument!r}.", error="UnknownDocument")
+            else:
+                observations[i] = Observation(
+                    text=truncate(page, config.max_observation_chars), doc_ids=[turn.argument.strip()]
+                )
+        elif turn.action == "calculate":
+            try:
+                observations[i] = Observation(text=str(calculate(turn.argument)))
+            except CalculationError as exc:
+                observations[i] = Observation(text=f"Calculation error: {exc}", error="CalculationError")
+    return observations

@@ -1,0 +1,73 @@
+"""The ReAct protocol in Search-R1's tags, plus ``open`` and ``calculate``.
+
+A turn is ``<think>...</think>`` followed by one action tag. Generation stops at the action's
+closing tag; the tool's result comes back as the next message inside ``<information>``. The same
+chat template renders prompts at collection time and targets at training time, so what the policy
+is trained on is exactly what it will be prompted with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ACTIONS = ("search", "open", "calculate", "answer")
+STOP_STRINGS = tuple(f"</{a}>" for a in ACTIONS)
+ARGUMENT_NAMES = {"search": "query", "open": "doc_id", "calculate": "expression"}
+
+_ACTION = re.compile(r"<(search|open|calculate|answer)>(.*?)</\1>", re.S)
+_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+
+SYSTEM_PROMPT = (
+    "You answer questions by searching a collection of documents. "
+    "Think step by step inside <think>...</think>, then take exactly one action:\n"
+    "<search>query</search> searches the collection; results come back inside <information>.\n"
+    "<open>doc_id</open> shows a whole document.\n"
+    "<calculate>expression</calculate> evaluates arithmetic.\n"
+    "<answer>short answer</answer> gives your final answer.\n"
+    "Search for each fact you need; answer with the exact name from the documents."
+)
+
+INVALID_ACTION_FEEDBACK = (
+    "Your reply had no valid action. Think inside <think>...</think>, then write exactly one of "
+    "<search>query</search>, <open>doc_id</open>, <calculate>expression</calculate> or <answer>answer</answer>."
+)
+
+
+@dataclass(frozen=True)
+class ParsedTurn:
+    action: str  # one of ACTIONS, or "invalid"
+    argument: str
+    thought: str
+    prefix: str  # the text before the action tag, kept verbatim as the message content
+
+
+def parse_turn(text: str) -> ParsedTurn:
+    match = _ACTION.search(text)
+    think = _THINK.search(text)
+    thought = think.group(1).strip() if think else ""
+    if match is None:
+        return ParsedTurn(action="invalid", argument="", thought=thought or text.strip(), prefix=text)
+    argument = match.group(2).strip()
+    if not argument:
+        return ParsedTurn(action="invalid", argument="", thought=thought, prefix=text)
+    if not think:
+        thought = text[: match.start()].strip()
+    return ParsedTurn(action=match.group(1), argument=argument, thought=thought, prefix=text[: match.start()])
+
+
+def assistant_message(turn: ParsedTurn, raw: str) -> dict:
+    """Chat message for a turn: tool actions become ``tool_calls``; answers and invalid text stay content."""
+    if turn.action in ARGUMENT_NAMES:
+        return {
+            "role": "assistant",
+            "content": turn.prefix,
+            "tool_calls": [
+                {"type": "function", "function": {"name": turn.action, "arguments": {ARGUMENT_NAMES[turn.action]: turn.argument}}}
+            ],
+        }
+    return {"role": "assistant", "content": raw}
+
+
+def initial_messages(question: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": f"Question: {question}"}]

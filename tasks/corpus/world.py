@@ -1,0 +1,183 @@
+"""The embedded synthetic world: a seeded, typed knowledge graph rendered into documents.
+
+No language model has seen these entities, so an agent has to search to answer questions about
+them: recall cannot stand in for retrieval. Every fact is a triple that names the document stating
+it, which is what lets task synthesis record gold evidence and the reference judge rate steps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage import ArtifactStore
+from storage.schemas import Document, Entity, Triple
+from storage.store import write_table
+from tasks.corpus.names import NameGenerator
+from tasks.stage import Inputs, Stage
+
+# relation -> (subject type, object type, sentence template, the words a searcher would use for it)
+RELATIONS: dict[str, tuple[str, str, str, str]] = {
+    "located_in": ("city", "country", "{s} is a city in {o}.", "city in"),
+    "capital_of": ("city", "country", "{s} serves as the capital of {o}.", "capital of"),
+    "born_in": ("person", "city", "{s} was born in {o}.", "born in"),
+    "died_in": ("person", "city", "{s} died in {o}.", "died in"),
+    "works_for": ("person", "organisation", "{s} works for {o}.", "works for"),
+    "educated_at": ("person", "organisation", "{s} studied at {o}.", "studied at"),
+    "spouse_of": ("person", "person", "{s} is married to {o}.", "married to"),
+    "mentor_of": ("person", "person", "{s} was the mentor of {o}.", "mentor of"),
+    "founded_by": ("organisation", "person", "{s} was founded by {o}.", "founded by"),
+    "headquartered_in": ("organisation", "city", "{s} has its headquarters in {o}.", "headquarters in"),
+    "subsidiary_of": ("organisation", "organisation", "{s} is a subsidiary of {o}.", "subsidiary of"),
+    "created_by": ("work", "person", "{s} was written by {o}.", "written by"),
+    "published_by": ("work", "organisation", "{s} was published by {o}.", "published by"),
+    "held_in": ("event", "city", "{s} took place in {o}.", "took place in"),
+    "organised_by": ("event", "organisation", "{s} was organised by {o}.", "organised by"),
+}
+
+ATTRIBUTE_SENTENCES = {
+    "birth_year": "{s} was born in the year {v}.",
+    "founded_year": "{s} was established in {v}.",
+    "published_year": "{s} first appeared in {v}.",
+    "population": "{s} has a population of about {v}.",
+    "employees": "{s} employs {v} people.",
+    "year": "{s} was held in {v}.",
+}
+
+
+class WorldConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Seed of the world; the same seed always gives the same world.")
+    countries: int = Field(6, ge=1, le=10_000)
+    cities: int = Field(24, ge=2, le=200_000)
+    people: int = Field(120, ge=4, le=2_000_000)
+    organisations: int = Field(40, ge=2, le=500_000)
+    works: int = Field(60, ge=0, le=2_000_000)
+    events: int = Field(20, ge=0, le=500_000)
+
+
+class World(BaseModel):
+    entities: list[Entity]
+    triples: list[Triple]
+    documents: list[Document]
+
+
+def generate_world(config: WorldConfig) -> World:
+    rng = random.Random(config.seed)
+    names = NameGenerator(rng)
+    entities: dict[str, Entity] = {}
+
+    def add(kind: str, count: int, make_name) -> list[str]:
+        ids = []
+        for i in range(count):
+            eid = f"{kind[:3]}{i:06d}"
+            entities[eid] = Entity(id=eid, type=kind, name=make_name())
+            ids.append(eid)
+        return ids
+
+    countries = add("country", config.countries, lambda: names.word((2, 3)) + rng.choice(["ia", "land", "ora"]))
+    cities = add("city", config.cities, lambda: names.word((2, 3)))
+    people = add("person", config.people, lambda: f"{names.word((2, 2))} {names.word((2, 3))}")
+    orgs = add(
+        "organisation",
+        config.organisations,
+        lambda: f"{names.word((2, 3))} {rng.choice(['Institute', 'Group', 'Foundation', 'Works', 'Press', 'Society'])}",
+    )
+    works = add("work", config.works, lambda: f"The {names.word((2, 3))} {rng.choice(['Chronicle', 'Atlas', 'Songs', 'Letters', 'Treatise'])}")
+    events = add("event", config.events, lambda: f"{names.word((2, 3))} {rng.choice(['Summit', 'Festival', 'Congress', 'Games'])}")
+
+    facts: list[tuple[str, str, str]] = []
+    for city in cities:
+        facts.append((city, "located_in", rng.choice(countries)))
+    capitals = set()
+    for country in countries:
+        local = [c for c, r, o in facts if r == "located_in" and o == country and c not in capitals]
+        if local:
+            capital = rng.choice(local)
+            capitals.add(capital)
+            facts.append((capital, "capital_of", country))
+    for person in people:
+        facts.append((person, "born_in", rng.choice(cities)))
+        if rng.random() < 0.4:
+            facts.append((person, "died_in", rng.choice(cities)))
+        if orgs:
+            facts.append((person, "works_for", rng.choice(orgs)))
+            if rng.random() < 0.6:
+                facts.append((person, "educated_at", rng.choice(orgs)))
+    shuffled = people[:]
+    rng.shuffle(shuffled)
+    for a, b in zip(shuffled[0::2], shuffled[1::2], strict=False):
+        if rng.random() < 0.5:
+            facts.append((a, "spouse_of", b))
+            facts.append((b, "spouse_of", a))
+    for person in people:
+        if rng.random() < 0.3:
+            mentee = rng.choice(people)
+            if mentee != person:
+                facts.append((person, "mentor_of", mentee))
+    for org in orgs:
+        facts.append((org, "founded_by", rng.choice(people)))
+        facts.append((org, "headquartered_in", rng.choice(cities)))
+        if rng.random() < 0.25:
+            parent = rng.choice(orgs)
+            if parent != org:
+                facts.append((org, "subsidiary_of", parent))
+    for work in works:
+        facts.append((work, "created_by", rng.choice(people)))
+        facts.append((work, "published_by", rng.choice(orgs)))
+    for event in events:
+        facts.append((event, "held_in", rng.choice(cities)))
+        facts.append((event, "organised_by", rng.choice(orgs)))
+
+    attributes = {
+        "person": ("birth_year", lambda: str(rng.randint(1850, 2000))),
+        "organisation": ("founded_year", lambda: str(rng.randint(1700, 2015))),
+        "work": ("published_year", lambda: str(rng.randint(1800, 2020))),
+        "city": ("population", lambda: f"{rng.randint(5, 900) * 1000:,}"),
+        "event": ("year", lambda: str(rng.randint(1900, 2024))),
+    }
+    for entity in entities.values():
+        if entity.type in attributes:
+            key, make = attributes[entity.type]
+            entity.attributes[key] = make()
+
+    documents, triples = render_documents(entities, facts)
+    return World(entities=list(entities.values()), triples=triples, documents=documents)
+
+
+def doc_id_for(entity_id: str) -> str:
+    return f"doc-{entity_id}"
+
+
+def render_documents(
+    entities: dict[str, Entity], facts: list[tuple[str, str, str]]
+) -> tuple[list[Document], list[Triple]]:
+    """One encyclopedia-style page per entity, stating its attributes and outgoing facts."""
+    sentences: dict[str, list[str]] = defaultdict(list)
+    triples = []
+    for subject, relation, obj in facts:
+        template = RELATIONS[relation][2]
+        sentences[subject].append(template.format(s=entities[subject].name, o=entities[obj].name))
+        triples.append(Triple(subject=subject, relation=relation, object=obj, doc_ids=[doc_id_for(subject)]))
+    documents = []
+    for entity in entities.values():
+        article = "an" if entity.type[0] in "aeiou" else "a"
+        intro = f"{entity.name} is {article} {entity.type}."
+        attrs = [ATTRIBUTE_SENTENCES[k].format(s=entity.name, v=v) for k, v in entity.attributes.items()]
+        text = " ".join([intro, *attrs, *sentences[entity.id]])
+        documents.append(Document(id=doc_id_for(entity.id), title=entity.name, text=text, entity_id=entity.id))
+    return documents, triples
+
+
+def produce_world(work: Path, config: WorldConfig, inputs: Inputs, store: ArtifactStore) -> None:
+    world = generate_world(config)
+    write_table(work, world.documents)
+    write_table(work, world.entities, name="entities")
+    write_table(work, world.triples, name="triples")
+
+
+STAGE = Stage(name="world", kind="world", produce=produce_world, config_model=WorldConfig)

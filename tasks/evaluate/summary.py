@@ -1,0 +1,95 @@
+"""Evaluation stage: a policy on held-out tasks; pass@1, pass@k, EM/F1, tool calls, format validity."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage import ArtifactStore
+from storage.schemas import EvalRow, EvalSummary, Task, Trajectory
+from storage.store import read_rows, write_table
+from tasks.agent.loop import AgentConfig, run_agent
+from tasks.llm.hf import load_generator
+from tasks.rewards.outcome import exact_match, token_f1
+from tasks.search.tools import search_tool_for
+from tasks.stage import Inputs, Stage
+from tasks.synthesis.two_hop import load_tasks
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples_per_task: int = Field(1, ge=1, le=64, description="k of pass@k; the first sample is greedy.")
+    temperature: float = Field(0.7, ge=0, le=5, description="Temperature of samples after the first.")
+    seed: int = 0
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+
+def score(trajectories: list[Trajectory], tasks: dict[str, Task]) -> list[EvalRow]:
+    rows = []
+    for t in trajectories:
+        answers = [tasks[t.task_id].answer, *tasks[t.task_id].aliases]
+        rows.append(
+            EvalRow(
+                task_id=t.task_id,
+                trajectory_id=t.id,
+                policy=t.policy,
+                sample_index=t.sample_index,
+                exact_match=exact_match(t.final_answer, answers),
+                f1=token_f1(t.final_answer, answers),
+                tool_calls=sum(s.action in ("search", "open", "calculate") for s in t.steps),
+                valid_format=t.finished and all(s.action != "invalid" for s in t.steps),
+            )
+        )
+    return rows
+
+
+def summarize(rows: list[EvalRow], policy: str, samples_per_task: int) -> EvalSummary:
+    by_task: dict[str, list[EvalRow]] = defaultdict(list)
+    for r in rows:
+        by_task[r.task_id].append(r)
+    n = max(len(by_task), 1)
+    first = [min(rs, key=lambda r: r.sample_index) for rs in by_task.values()]
+    return EvalSummary(
+        policy=policy,
+        tasks=len(by_task),
+        samples_per_task=samples_per_task,
+        pass_at_1=sum(r.exact_match for r in first) / n,
+        pass_at_k=sum(max(r.exact_match for r in rs) for rs in by_task.values()) / n,
+        exact_match=sum(r.exact_match for r in rows) / max(len(rows), 1),
+        f1=sum(r.f1 for r in rows) / max(len(rows), 1),
+        tool_calls=sum(r.tool_calls for r in rows) / max(len(rows), 1),
+        format_valid=sum(r.valid_format for r in rows) / max(len(rows), 1),
+    )
+
+
+def evaluate_policy(policy, tool, tasks: list[Task], config: EvalConfig, policy_name: str) -> tuple[list[Trajectory], list[EvalRow], EvalSummary]:
+    greedy, _ = run_agent(policy, tool, tasks, config=config.agent, samples_per_task=1, temperature=0.0,
+                          seed=config.seed, policy_name=policy_name, stage="evaluate", progress="evaluate")
+    trajectories = list(greedy)
+    if config.samples_per_task > 1:
+        sampled, _ = run_agent(policy, tool, tasks, config=config.agent, samples_per_task=config.samples_per_task - 1,
+                               temperature=config.temperature, seed=config.seed + 1, policy_name=policy_name,
+                               stage="evaluate", progress="evaluate pass@k")
+        trajectories += [t.model_copy(update={"sample_index": t.sample_index + 1}) for t in sampled]
+    rows = score(trajectories, {t.id: t for t in tasks})
+    return trajectories, rows, summarize(rows, policy_name, config.samples_per_task)
+
+
+def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: ArtifactStore) -> None:
+    model = inputs["model"]
+    trajectories, rows, summary = evaluate_policy(
+        load_generator(model.uri), search_tool_for(inputs["index"]), load_tasks(inputs["tasks"], "eval"), config, model.id
+    )
+    write_table(work, rows)
+    write_table(work, [summary], name="summary")
+    write_table(work, trajectories, name="trajectories")
+
+
+def load_summary(ref) -> EvalSummary:
+    return read_rows(ref, EvalSummary, name="summary")[0]
+
+
+STAGE = Stage(name="evaluate", kind="evaluation", produce=produce_evaluation, config_model=EvalConfig)

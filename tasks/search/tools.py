@@ -1,0 +1,199 @@
+"""The agent's tools over a local index: ``search``, ``open`` and ``calculate``.
+
+Search is batched: the agent loop gathers every active trajectory's query for a turn and makes one
+call, which is what keeps a bm25s index near its raw throughput.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from storage import ArtifactRef
+from storage.store import read_table
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    title: str
+    snippet: str
+    score: float
+
+
+TOOLS_SCHEMA = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search the document collection; returns ranked snippets with document ids.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "open",
+            "description": "Read a whole document by its id.",
+            "parameters": {"type": "object", "properties": {"doc_id": {"type": "string"}}, "required": ["doc_id"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "calculate",
+            "description": "Evaluate an arithmetic expression (+ - * / ** % and parentheses).",
+            "parameters": {
+                "type": "object",
+                "properties": {"expression": {"type": "string"}},
+                "required": ["expression"],
+            },
+        },
+    },
+]
+
+
+class SearchTool:
+    """bm25s search plus page access over one index artifact."""
+
+    def __init__(self, index_dir: str | Path, snippet_chars: int = 240) -> None:
+        index_dir = Path(index_dir)
+        self.retriever = bm25s.BM25.load(index_dir / "bm25", show_progress=False)
+        table = read_table(index_dir)
+        self.ids: list[str] = table.column("id").to_pylist()
+        self.titles: list[str] = table.column("title").to_pylist()
+        self.texts: list[str] = table.column("text").to_pylist()
+        self.position = {doc_id: i for i, doc_id in enumerate(self.ids)}
+        self.vocab = self.retriever.vocab_dict
+        self.snippet_chars = snippet_chars
+        self._cache: dict[tuple[str, int], list[Hit]] = {}
+
+    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+        """Top-k hits for each query, in one batched retrieval; repeated queries come from a cache."""
+        k = min(k, len(self.ids))
+        todo = sorted({q for q in queries if (q, k) not in self._cache})
+        if todo:
+            tokens = bm25s.tokenize(todo, stopwords="en", return_ids=False, show_progress=False)
+            known = [[t for t in query if t in self.vocab] for query in tokens]
+            searchable = [i for i, t in enumerate(known) if t]
+            for i, query in enumerate(todo):
+                if not known[i]:
+                    self._cache[(query, k)] = []
+            if searchable:
+                docs, scores = self.retriever.retrieve(
+                    [known[i] for i in searchable], k=k, show_progress=False, n_threads=1
+                )
+                for row, i in enumerate(searchable):
+                    terms = set(known[i])
+                    self._cache[(todo[i], k)] = [
+                        self._hit(int(d), float(s), terms)
+                        for d, s in zip(docs[row], scores[row], strict=True)
+                        if s > 0
+                    ]
+        return [self._cache[(q, k)] for q in queries]
+
+    def _hit(self, position: int, score: float, terms: set[str]) -> Hit:
+        return Hit(
+            doc_id=self.ids[position],
+            title=self.titles[position],
+            snippet=query_biased_snippet(self.texts[position], terms, self.snippet_chars),
+            score=score,
+        )
+
+    def open(self, doc_id: str) -> str | None:
+        position = self.position.get(doc_id.strip())
+        if position is None:
+            return None
+        return f"{self.titles[position]}\n{self.texts[position]}"
+
+
+@lru_cache(maxsize=4)
+def load_search_tool(index_uri: str) -> SearchTool:
+    return SearchTool(index_uri)
+
+
+def search_tool_for(index: ArtifactRef) -> SearchTool:
+    return load_search_tool(index.uri)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+def query_biased_snippet(text: str, terms: set[str], max_chars: int) -> str:
+    """The sentences that share most words with the query, in document order, up to max_chars.
+
+    A fixed-length prefix would hide the fact a hop needs whenever a page is longer than the
+    snippet; picking the query's sentences is what web search engines show, too.
+    """
+    if len(text) <= max_chars:
+        return text
+    sentences = _SENTENCE.split(text)
+    overlap = [len(terms & set(_WORD.findall(sentence.lower()))) for sentence in sentences]
+    chosen, used = set(), 0
+    for i in sorted(range(len(sentences)), key=lambda i: (-overlap[i], i)):
+        if used + len(sentences[i]) + 1 > max_chars and chosen:
+            continue
+        chosen.add(i)
+        used += len(sentences[i]) + 1
+    parts = []
+    for i in sorted(chosen):
+        if parts and i - 1 not in chosen:
+            parts.append("...")
+        parts.append(sentences[i] if len(sentences[i]) <= max_chars else sentences[i][:max_chars] + " ...")
+    return " ".join(parts)
+
+
+# --- calculate: a safe arithmetic evaluator (never eval) ----------------------------------------
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+class CalculationError(ValueError):
+    pass
+
+
+def calculate(expression: str) -> float | int:
+    """Evaluate + - * / // % ** on numbers; anything else (names, calls) is refused."""
+    try:
+        tree = ast.parse(expression.replace(",", "").strip(), mode="eval")
+    except SyntaxError as exc:
+        raise CalculationError(f"not an arithmetic expression: {expression!r}") from exc
+
+    def walk(node: ast.AST) -> float | int:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+                raise CalculationError("exponent too large")
+            try:
+                return _BINARY[type(node.op)](left, right)
+            except ZeroDivisionError as exc:
+                raise CalculationError("division by zero") from exc
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](walk(node.operand))
+        raise CalculationError(f"unsupported element in expression: {ast.dump(node)[:40]}")
+
+    result = walk(tree)
+    if isinstance(result, float) and np.isfinite(result) and result.is_integer():
+        return int(result)
+    return result

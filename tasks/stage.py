@@ -1,0 +1,103 @@
+"""One Prefect task that runs any pipeline stage as a content-addressed, cached step.
+
+A stage is a plain function ``produce(work_dir, config, inputs, store)`` that writes its payload
+into ``work_dir``. ``run_stage`` computes the artifact id from (stage, config, input ids, code
+version); if the store holds it, nothing runs. Otherwise the stage writes into a private directory
+that is renamed into place only when it finishes, so a killed run leaves nothing half-written and
+a rerun picks up exactly where it stopped.
+
+The Prefect task uses the same id as its cache key (plus the store root, so two stores never share
+results), so rerunning a flow shows finished stages as ``Cached`` in the UI without running them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+from pydantic import BaseModel
+
+from storage import ArtifactRef, ArtifactStore, artifact_id, canonical_json
+from storage.schemas import ArtifactKind
+
+Inputs = Mapping[str, ArtifactRef | list[ArtifactRef]]
+Produce = Callable[[Path, Any, Inputs, ArtifactStore], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: ArtifactKind
+    produce: Produce
+    config_model: type[BaseModel]
+
+
+# Stage name -> "module:attribute" of its Stage, imported on first use so the CLI stays fast.
+STAGES: dict[str, str] = {
+    "world": "tasks.corpus.world:STAGE",
+    "index": "tasks.search.index:STAGE",
+    "synthesize": "tasks.synthesis.two_hop:STAGE",
+    "base-model": "tasks.llm.models:STAGE",
+    "collect-shard": "tasks.agent.collect:SHARD_STAGE",
+    "collect-oracle": "tasks.agent.oracle:STAGE",
+    "merge-trajectories": "tasks.agent.collect:MERGE_STAGE",
+    "annotate": "tasks.judge.annotate:STAGE",
+    "select": "tasks.select.rejection:STAGE",
+    "train": "tasks.train.sft:STAGE",
+    "evaluate": "tasks.evaluate.summary:STAGE",
+}
+
+
+def get_stage(name: str) -> Stage:
+    try:
+        module_name, attribute = STAGES[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}") from None
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def input_ids(inputs: Inputs) -> dict[str, str]:
+    """Input ids by role; a role with several inputs keys them as role[0], role[1], ..."""
+    ids: dict[str, str] = {}
+    for role, value in inputs.items():
+        if isinstance(value, ArtifactRef):
+            ids[role] = value.id
+        else:
+            ids.update({f"{role}[{i}]": ref.id for i, ref in enumerate(value)})
+    return ids
+
+
+def stage_artifact_id(stage: Stage, config: BaseModel, inputs: Inputs) -> str:
+    return artifact_id(stage.name, config, input_ids(inputs))
+
+
+def execute_stage(name: str, store: ArtifactStore, config: BaseModel | Mapping, inputs: Inputs) -> ArtifactRef:
+    """Run a stage unless its artifact exists; return the reference either way."""
+    stage = get_stage(name)
+    config = stage.config_model.model_validate(config)
+    aid = stage_artifact_id(stage, config, inputs)
+    if store.exists(stage.kind, aid):
+        return store.ref(stage.kind, aid, reused=True)
+    with store.writing(stage.kind, aid, stage.name, canonical_json(config)) as work:
+        stage.produce(work, config, inputs, store)
+    return store.ref(stage.kind, aid, reused=False)
+
+
+def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    stage = get_stage(parameters["name"])
+    config = stage.config_model.model_validate(parameters["config"])
+    aid = stage_artifact_id(stage, config, parameters["inputs"])
+    root = hashlib.sha256(str(Path(parameters["store_root"]).resolve()).encode()).hexdigest()[:8]
+    return f"trailforge-{stage.name}-{aid}-{root}"
+
+
+@task(cache_key_fn=stage_cache_key, persist_result=True, result_serializer="json", retries=1, retry_delay_seconds=2)
+def run_stage(name: str, store_root: str, config: Any, inputs: Inputs) -> ArtifactRef:
+    """The Prefect face of :func:`execute_stage`; flows give it a per-stage name with ``with_options``."""
+    return execute_stage(name, ArtifactStore(store_root), config, inputs)

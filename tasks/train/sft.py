@@ -1,0 +1,97 @@
+"""Training stage: TRL's SFTTrainer on the selected trajectories, loss on assistant tokens only.
+
+Observations (tool results) and prompts are masked: the chat template marks assistant turns with
+``{% generation %}``, which TRL turns into the loss mask. The result is a checkpoint artifact that
+the next round collects with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage import ArtifactStore
+from storage.schemas import Trajectory
+from storage.store import read_rows
+from tasks.llm.hardware import cpu_has_amx, default_device
+from tasks.stage import Inputs, Stage
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(12, ge=1, le=1_000_000, description="Optimizer steps.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Sequences per step (per device).")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    learning_rate: float = Field(1e-4, gt=0, le=1.0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(2048, ge=64, le=1_000_000, description="Longer conversations are truncated.")
+    seed: int = 0
+
+
+def sft_dataset(trajectories: list[Trajectory]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"messages": json.loads(t.messages_json)} for t in trajectories])
+
+
+def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfig, out: Path) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if not trajectories:
+        raise ValueError("the selection is empty: nothing to train on (check the selection thresholds)")
+    device = default_device()
+    on_cpu = device == "cpu"
+    bf16 = cpu_has_amx() if on_cpu else True
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SFTConfig(
+            output_dir=scratch,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            learning_rate=config.learning_rate,
+            warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+            lr_scheduler_type="cosine",
+            max_length=config.max_length,
+            assistant_only_loss=True,
+            use_cpu=on_cpu,
+            bf16=bf16,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            logging_steps=1,
+            report_to="none",
+            seed=config.seed,
+            dataloader_num_workers=0,
+            disable_tqdm=False,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(trajectories), processing_class=tokenizer)
+        result = trainer.train()
+        trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    metrics = {
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "steps": result.global_step,
+        "examples": len(trajectories),
+        "bf16": bf16,
+        "device": device,
+    }
+    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def produce_checkpoint(work: Path, config: TrainConfig, inputs: Inputs, store: ArtifactStore) -> None:
+    trajectories = read_rows(inputs["selection"], Trajectory, name="trajectories")
+    train_sft(inputs["model"].uri, trajectories, config, work)
+
+
+STAGE = Stage(name="train", kind="checkpoint", produce=produce_checkpoint, config_model=TrainConfig)
