@@ -105,6 +105,7 @@ class Catalog:
             return
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._thread_lock:
             while True:
                 try:

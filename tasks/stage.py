@@ -97,7 +97,7 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"trailforge-{stage.name}-{aid}-{root}"
 
 
-@task(cache_key_fn=stage_cache_key, persist_result=True, result_serializer="json", retries=1, retry_delay_seconds=2)
+@task(cache_key_fn=stage_cache_key, persist_result=True, retries=1, retry_delay_seconds=2)
 def run_stage(name: str, store_root: str, config: Any, inputs: Inputs) -> ArtifactRef:
     """The Prefect face of :func:`execute_stage`; flows give it a per-stage name with ``with_options``."""
     return execute_stage(name, ArtifactStore(store_root), config, inputs)

@@ -1,0 +1,47 @@
+"""Parameters of the pipeline flow, one pydantic model per stage.
+
+The Prefect UI renders these as a form with the descriptions below; the CLI turns every field
+into a ``--section.field`` flag. Unknown fields and invalid values fail before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.agent.collect import SamplingConfig
+from tasks.corpus.world import WorldConfig
+from tasks.evaluate.summary import EvalConfig
+from tasks.judge.annotate import AnnotateConfig
+from tasks.llm.models import BaseModelConfig
+from tasks.search.index import IndexConfig
+from tasks.select.rejection import SelectConfig
+from tasks.synthesis.two_hop import SynthesisConfig
+from tasks.train.sft import TrainConfig
+
+
+class CollectConfig(SamplingConfig):
+    shard_size: int = Field(16, ge=1, le=100_000, description="Tasks per cached collection shard.")
+
+
+class PipelineConfig(BaseModel):
+    """Everything one pipeline run depends on; equal configs give equal artifact ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: str | None = Field(None, description="Store root; defaults to $TRAILFORGE_HOME or ./.trailforge.")
+    rounds: int = Field(1, ge=1, le=100, description="Collect-annotate-select-train-evaluate rounds.")
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    policy: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.synthesis.train_tasks / self.collect.shard_size)
