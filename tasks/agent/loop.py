@@ -41,7 +41,7 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_turns: int = Field(4, ge=1, le=100, description="Turns before an unanswered trajectory is cut off.")
-    max_new_tokens: int = Field(96, ge=8, le=8192, description="Tokens generated per turn at most.")
+    max_new_tokens: int = Field(64, ge=8, le=8192, description="Tokens generated per turn at most.")
     max_prompt_tokens: int = Field(3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory.")
     tools: ToolConfig = Field(default_factory=ToolConfig)
 

@@ -24,7 +24,7 @@ from tasks.stage import Inputs, Stage
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(12, ge=1, le=1_000_000, description="Optimizer steps.")
+    max_steps: int = Field(10, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, le=4096, description="Sequences per step (per device).")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1.0)
@@ -63,7 +63,7 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
             assistant_only_loss=True,
             use_cpu=on_cpu,
             bf16=bf16,
-            gradient_checkpointing=False,
+            activation_checkpointing=False,
             save_strategy="no",
             logging_steps=1,
             report_to="none",
