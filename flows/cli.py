@@ -72,7 +72,9 @@ def config_from_args(args: argparse.Namespace, dests: dict) -> PipelineConfig:
 def format_validation_error(error: ValidationError) -> str:
     lines = ["invalid parameters:"]
     for item in error.errors():
-        location = _flag(tuple(str(p) for p in item["loc"] if not isinstance(p, int))) if item["loc"] else "(config)"
+        location = (
+            _flag(tuple(str(p) for p in item["loc"] if not isinstance(p, int))) if item["loc"] else "(config)"
+        )
         lines.append(f"  {location}: {item['msg']}")
     return "\n".join(lines)
 
@@ -102,7 +104,9 @@ def _catalog(home: str | None):
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
     for row in _catalog(args.home).artifacts(kind=args.kind, stage=args.stage):
-        print(f"{row['id']}  {row['kind']:16s} {row['stage']:20s} {row['rows']:>7} rows  {row['created_at']:%Y-%m-%d %H:%M:%S}")
+        print(
+            f"{row['id']}  {row['kind']:16s} {row['stage']:20s} {row['rows']:>7} rows  {row['created_at']:%Y-%m-%d %H:%M:%S}"
+        )
     return 0
 
 
@@ -129,13 +133,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = _catalog(args.home).query("SELECT * FROM runs ORDER BY started_at")
     for row in rows:
         ended = f"{row['ended_at']:%H:%M:%S}" if row["ended_at"] else "-"
-        print(f"{row['flow_run_id']}  {row['flow_name']}  {row['state']:10s} {row['started_at']:%Y-%m-%d %H:%M:%S} -> {ended}")
+        print(
+            f"{row['flow_run_id']}  {row['flow_name']}  {row['state']:10s} {row['started_at']:%Y-%m-%d %H:%M:%S} -> {ended}"
+        )
     return 0
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
     sql = "SELECT stage, item_id, error_class, message, artifact_id FROM failures"
-    rows = _catalog(args.home).query(sql + (" WHERE stage = ?" if args.stage else "") + " ORDER BY created_at", [args.stage] if args.stage else [])
+    rows = _catalog(args.home).query(
+        sql + (" WHERE stage = ?" if args.stage else "") + " ORDER BY created_at",
+        [args.stage] if args.stage else [],
+    )
     for row in rows:
         print(f"{row['stage']:16s} {row['item_id']:28s} {row['error_class']:18s} {row['message'][:80]}")
     print(f"{len(rows)} failures")
@@ -143,11 +152,17 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="trailforge", description="Deep-search agent data and training pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="trailforge", description="Deep-search agent data and training pipeline."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline (stages already in the store are reused)")
     dests = add_config_flags(run)
-    for name, help_text in [("artifacts", "list artifacts"), ("runs", "list flow runs"), ("failures", "list item-level failures")]:
+    for name, help_text in [
+        ("artifacts", "list artifacts"),
+        ("runs", "list flow runs"),
+        ("failures", "list item-level failures"),
+    ]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--home", help="store root (default: $TRAILFORGE_HOME or ./.trailforge)")
         if name == "artifacts":
@@ -164,7 +179,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, dests = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"artifacts": cmd_artifacts, "lineage": cmd_lineage, "runs": cmd_runs, "failures": cmd_failures}
+    handlers = {
+        "artifacts": cmd_artifacts,
+        "lineage": cmd_lineage,
+        "runs": cmd_runs,
+        "failures": cmd_failures,
+    }
     if args.command == "run":
         return cmd_run(args, dests)
     return handlers[args.command](args)

@@ -1,7 +1,7 @@
 """The whole pipeline as one Prefect flow; the body reads as the data-flow diagram.
 
-    world -> index, tasks -> base policy -> evaluate
-    round r: collect (shards) -> annotate -> select -> train -> evaluate
+world -> index, tasks -> base policy -> evaluate
+round r: collect (shards) -> annotate -> select -> train -> evaluate
 """
 
 from __future__ import annotations
@@ -51,16 +51,23 @@ def _run_pipeline(config: PipelineConfig, run: StageRunner, started: float) -> R
     tasks = run("synthesize", config.synthesis, {"world": world})
     # 4: the starting policy, its held-out score, and gold-path demonstrations for a cold start
     policy = run("base-model", config.policy, {})
-    oracle = run("collect-oracle", OracleConfig(tools=config.collect.agent.tools), {"tasks": tasks, "index": index})
-    evaluations = [run("evaluate", config.evaluate, {"model": policy, "tasks": tasks, "index": index}, "evaluate base")]
+    oracle = run(
+        "collect-oracle", OracleConfig(tools=config.collect.agent.tools), {"tasks": tasks, "index": index}
+    )
+    evaluations = [
+        run("evaluate", config.evaluate, {"model": policy, "tasks": tasks, "index": index}, "evaluate base")
+    ]
 
     sampling = config.collect.model_dump(exclude={"shard_size"})
     for round_index in range(1, config.rounds + 1):
         shards = [
             run(
                 "collect-shard",
-                ShardConfig(**{**sampling, "seed": config.collect.seed + round_index - 1},
-                            shard_index=k, shard_size=config.collect.shard_size),
+                ShardConfig(
+                    **{**sampling, "seed": config.collect.seed + round_index - 1},
+                    shard_index=k,
+                    shard_size=config.collect.shard_size,
+                ),
                 {"model": policy, "tasks": tasks, "index": index},
                 f"collect r{round_index} shard {k + 1}/{config.n_shards}",
             )
@@ -71,12 +78,21 @@ def _run_pipeline(config: PipelineConfig, run: StageRunner, started: float) -> R
         pool = {"tasks": tasks, "trajectories": [trajectories, oracle]}
         annotations = run("annotate", config.annotate, pool, f"annotate r{round_index}")
         selection = run(
-            "select", config.select, {"annotations": annotations, "trajectories": [trajectories, oracle]},
+            "select",
+            config.select,
+            {"annotations": annotations, "trajectories": [trajectories, oracle]},
             f"select r{round_index}",
         )
         # 7-8: fine-tune, then evaluate the new checkpoint on held-out tasks
-        policy = run("train", config.train, {"model": policy, "selection": selection}, f"train r{round_index}")
+        policy = run(
+            "train", config.train, {"model": policy, "selection": selection}, f"train r{round_index}"
+        )
         evaluations.append(
-            run("evaluate", config.evaluate, {"model": policy, "tasks": tasks, "index": index}, f"evaluate r{round_index}")
+            run(
+                "evaluate",
+                config.evaluate,
+                {"model": policy, "tasks": tasks, "index": index},
+                f"evaluate r{round_index}",
+            )
         )
     return build_report([load_summary(e) for e in evaluations], run.events, time.perf_counter() - started)

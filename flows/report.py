@@ -58,4 +58,6 @@ class RoundReport(BaseModel):
 def build_report(summaries: list[EvalSummary], events: list[StageEvent], seconds: float) -> RoundReport:
     stages = [vars(e) for e in events]
     hits = sum(e.reused for e in events)
-    return RoundReport(rounds=summaries, stages=stages, cache_hits=hits, computed=len(events) - hits, seconds=seconds)
+    return RoundReport(
+        rounds=summaries, stages=stages, cache_hits=hits, computed=len(events) - hits, seconds=seconds
+    )

@@ -35,7 +35,9 @@ class StageRunner:
     flow_run_id: str | None = None
     events: list[StageEvent] = field(default_factory=list)
 
-    def __call__(self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None) -> ArtifactRef:
+    def __call__(
+        self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None
+    ) -> ArtifactRef:
         started = time.perf_counter()
         task = run_stage.with_options(name=stage, task_run_name=label or stage)
         state = task(stage, str(self.store.root), config, inputs, return_state=True)
@@ -43,11 +45,17 @@ class StageRunner:
         reused = ref.reused or state.name == "Cached"
         if not Path(ref.uri).is_dir():
             # Prefect remembered a result whose artifact was deleted since: build it again.
-            state = task.with_options(refresh_cache=True)(stage, str(self.store.root), config, inputs, return_state=True)
+            state = task.with_options(refresh_cache=True)(
+                stage, str(self.store.root), config, inputs, return_state=True
+            )
             ref, reused = state.result(), False
         task_run_id = str(state.state_details.task_run_id) if state.state_details.task_run_id else None
         self.catalog.record(
-            ref, inputs, config_json=canonical_json(config), nbytes=_size(ref), flow_run_id=self.flow_run_id,
+            ref,
+            inputs,
+            config_json=canonical_json(config),
+            nbytes=_size(ref),
+            flow_run_id=self.flow_run_id,
             task_run_id=task_run_id,
         )
         failures = read_rows(ref, Failure, name="failures")

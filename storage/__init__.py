@@ -5,4 +5,12 @@ from storage.ids import CODE_VERSION, artifact_id, canonical_json
 from storage.schemas import ArtifactRef
 from storage.store import ArtifactStore, default_home
 
-__all__ = ["CODE_VERSION", "ArtifactRef", "ArtifactStore", "Catalog", "artifact_id", "canonical_json", "default_home"]
+__all__ = [
+    "CODE_VERSION",
+    "ArtifactRef",
+    "ArtifactStore",
+    "Catalog",
+    "artifact_id",
+    "canonical_json",
+    "default_home",
+]

@@ -115,7 +115,9 @@ class Catalog:
                     if not any(m in str(exc).lower() for m in _LOCK_MARKERS):
                         raise
                     if time.monotonic() > deadline:
-                        raise CatalogLockTimeout(f"catalog {self.path} stayed locked for {self.lock_timeout_s}s") from exc
+                        raise CatalogLockTimeout(
+                            f"catalog {self.path} stayed locked for {self.lock_timeout_s}s"
+                        ) from exc
                     time.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 0.5)
             try:
@@ -179,8 +181,12 @@ class Catalog:
 
     def record_failures(self, failures: Iterable[Failure], flow_run_id: str | None = None) -> int:
         rows = [
-            {**f.model_dump(), "artifact_id": f.artifact_id or "", "flow_run_id": flow_run_id,
-             "created_at": datetime.now(UTC).replace(tzinfo=None)}
+            {
+                **f.model_dump(),
+                "artifact_id": f.artifact_id or "",
+                "flow_run_id": flow_run_id,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+            }
             for f in failures
         ]
         if not rows:
@@ -223,7 +229,8 @@ class Catalog:
             params.append(stage)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self.query(
-            f"SELECT id, kind, stage, rows, created_at, uri FROM artifacts {where} ORDER BY created_at", params
+            f"SELECT id, kind, stage, rows, created_at, uri FROM artifacts {where} ORDER BY created_at",
+            params,
         )
 
     def ancestors(self, artifact_id: str, max_depth: int = 1000) -> list[dict]:
@@ -249,7 +256,9 @@ class Catalog:
         with self.connect() as con:
             con.execute("SET threads = 1")  # each level is a tiny join; scheduling would dominate
             try:
-                depth_of = dict(con.execute(walk_sql, {"start": artifact_id, "max_depth": max_depth}).fetchall())
+                depth_of = dict(
+                    con.execute(walk_sql, {"start": artifact_id, "max_depth": max_depth}).fetchall()
+                )
                 if not depth_of:
                     return []
                 start_key = con.execute("SELECT hash(?)", [artifact_id]).fetchone()[0]
@@ -278,7 +287,8 @@ class Catalog:
 
     def edges_of(self, artifact_id: str) -> list[dict]:
         return self.query(
-            "SELECT parent, child, role FROM edges WHERE parent = ? OR child = ? ORDER BY role", [artifact_id] * 2
+            "SELECT parent, child, role FROM edges WHERE parent = ? OR child = ? ORDER BY role",
+            [artifact_id] * 2,
         )
 
     def counts(self) -> dict[str, int]:

@@ -41,6 +41,11 @@ def artifact_id(
 ) -> str:
     """Digest of (stage, canonical config, input ids by role, code version): 20 hex characters."""
     payload = canonical_json(
-        {"stage": stage, "config": config, "inputs": dict(sorted((inputs or {}).items())), "code": code_version}
+        {
+            "stage": stage,
+            "config": config,
+            "inputs": dict(sorted((inputs or {}).items())),
+            "code": code_version,
+        }
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]

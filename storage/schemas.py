@@ -126,7 +126,9 @@ class Trajectory(Row):
     sample_index: int
     temperature: float
     seed: int
-    messages_json: str = Field(description="Chat messages with tool_calls, as JSON (what TRL's SFTTrainer takes).")
+    messages_json: str = Field(
+        description="Chat messages with tool_calls, as JSON (what TRL's SFTTrainer takes)."
+    )
     tools_json: str = Field(description="JSON schema of the tools offered to the agent.")
     steps: list[Step]
     final_answer: str | None = None

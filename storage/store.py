@@ -75,7 +75,13 @@ class ArtifactStore:
         try:
             yield work
             rows = _count_rows(work)
-            meta = {"id": artifact_id, "kind": kind, "stage": stage, "rows": rows, "config": json.loads(config_json)}
+            meta = {
+                "id": artifact_id,
+                "kind": kind,
+                "stage": stage,
+                "rows": rows,
+                "config": json.loads(config_json),
+            }
             (work / META_FILE).write_text(json.dumps(meta, indent=1))
             final = self.path(kind, artifact_id)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +111,9 @@ def _count_rows(directory: Path) -> int:
     return pq.read_metadata(main).num_rows if main.exists() else 0
 
 
-def write_table(directory: Path, rows: Sequence[BaseModel] | pa.Table, name: str = "data", schema=None) -> Path:
+def write_table(
+    directory: Path, rows: Sequence[BaseModel] | pa.Table, name: str = "data", schema=None
+) -> Path:
     """Write rows (pydantic models or an Arrow table) as ``<name>.parquet`` in an artifact directory."""
     table = rows if isinstance(rows, pa.Table) else _to_arrow(rows, schema)
     path = directory / f"{name}.parquet"

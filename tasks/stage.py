@@ -77,7 +77,9 @@ def stage_artifact_id(stage: Stage, config: BaseModel, inputs: Inputs) -> str:
     return artifact_id(stage.name, config, input_ids(inputs))
 
 
-def execute_stage(name: str, store: ArtifactStore, config: BaseModel | Mapping, inputs: Inputs) -> ArtifactRef:
+def execute_stage(
+    name: str, store: ArtifactStore, config: BaseModel | Mapping, inputs: Inputs
+) -> ArtifactRef:
     """Run a stage unless its artifact exists; return the reference either way."""
     stage = get_stage(name)
     config = stage.config_model.model_validate(config)

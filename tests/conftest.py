@@ -42,7 +42,9 @@ def index_ref(shared_store, world_ref):
 
 @pytest.fixture(scope="session")
 def tasks_ref(shared_store, world_ref):
-    return execute_stage("synthesize", shared_store, SynthesisConfig(train_tasks=8, eval_tasks=4), {"world": world_ref})
+    return execute_stage(
+        "synthesize", shared_store, SynthesisConfig(train_tasks=8, eval_tasks=4), {"world": world_ref}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,9 @@ def test_cut_at_stop_keeps_the_first_action_only():
 def test_all_trajectories_advance_in_one_batch_per_turn(index_ref, tasks_ref):
     tasks = load_tasks(tasks_ref, "train")[:3]
     answer_of = {f"Question: {t.question}": t.answer for t in tasks}
-    policy = ScriptedPolicy(lambda q: ["<think>look</think><search>x</search>", f"<answer>{answer_of[q]}</answer>"])
+    policy = ScriptedPolicy(
+        lambda q: ["<think>look</think><search>x</search>", f"<answer>{answer_of[q]}</answer>"]
+    )
     trajectories, failures = run_agent(
         policy, SearchTool(index_ref.uri), tasks, config=AgentConfig(max_turns=4), samples_per_task=2
     )
@@ -67,7 +69,9 @@ def test_all_trajectories_advance_in_one_batch_per_turn(index_ref, tasks_ref):
 def test_invalid_actions_get_feedback_and_turn_limit_ends_rollout(index_ref, tasks_ref):
     tasks = load_tasks(tasks_ref, "train")[:1]
     policy = ScriptedPolicy(lambda q: ["no tags at all", "<open>no-such-doc</open>"])
-    (trajectory,), failures = run_agent(policy, SearchTool(index_ref.uri), tasks, config=AgentConfig(max_turns=3))
+    (trajectory,), failures = run_agent(
+        policy, SearchTool(index_ref.uri), tasks, config=AgentConfig(max_turns=3)
+    )
     assert not trajectory.finished and trajectory.final_answer is None
     assert [s.action for s in trajectory.steps] == ["invalid", "open", "open"]
     assert trajectory.steps[0].observation == INVALID_ACTION_FEEDBACK
@@ -78,7 +82,9 @@ def test_invalid_actions_get_feedback_and_turn_limit_ends_rollout(index_ref, tas
 def test_context_budget_ends_rollout(index_ref, tasks_ref):
     tasks = load_tasks(tasks_ref, "train")[:1]
     policy = ScriptedPolicy(lambda q: ["<search>" + "word " * 200 + "</search>"])
-    (trajectory,), _ = run_agent(policy, SearchTool(index_ref.uri), tasks, config=AgentConfig(max_turns=10, max_prompt_tokens=700))
+    (trajectory,), _ = run_agent(
+        policy, SearchTool(index_ref.uri), tasks, config=AgentConfig(max_turns=10, max_prompt_tokens=700)
+    )
     assert 0 < len(trajectory.steps) < 10 and not trajectory.finished
 
 

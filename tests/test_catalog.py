@@ -46,7 +46,8 @@ def _writer(path: str, worker: int, n: int) -> None:
     for i in range(n):
         parent = ArtifactRef(id=f"w{worker}-{i - 1}", kind="tasks", stage="s", uri="u") if i else None
         catalog.record(
-            ArtifactRef(id=f"w{worker}-{i}", kind="tasks", stage="s", uri="u"), {"prev": parent} if parent else {}
+            ArtifactRef(id=f"w{worker}-{i}", kind="tasks", stage="s", uri="u"),
+            {"prev": parent} if parent else {},
         )
 
 
@@ -71,14 +72,28 @@ def test_bulk_insert_through_arrow(tmp_path):
     n = 5000
     artifacts = pa.table(
         {
-            "id": [f"a{i}" for i in range(n)], "kind": ["tasks"] * n, "uri": ["u"] * n, "stage": ["s"] * n,
-            "config_json": ["{}"] * n, "code_version": ["0"] * n, "rows": [1] * n, "bytes": [1] * n,
-            "created_at": pa.array([None] * n, pa.timestamp("us")), "flow_run_id": [None] * n, "task_run_id": [None] * n,
+            "id": [f"a{i}" for i in range(n)],
+            "kind": ["tasks"] * n,
+            "uri": ["u"] * n,
+            "stage": ["s"] * n,
+            "config_json": ["{}"] * n,
+            "code_version": ["0"] * n,
+            "rows": [1] * n,
+            "bytes": [1] * n,
+            "created_at": pa.array([None] * n, pa.timestamp("us")),
+            "flow_run_id": [None] * n,
+            "task_run_id": [None] * n,
         },
         schema=ARTIFACT_SCHEMA,
     )
-    edges = pa.table({"parent": [f"a{i}" for i in range(n - 1)], "child": [f"a{i + 1}" for i in range(n - 1)],
-                      "role": ["input"] * (n - 1)}, schema=EDGE_SCHEMA)
+    edges = pa.table(
+        {
+            "parent": [f"a{i}" for i in range(n - 1)],
+            "child": [f"a{i + 1}" for i in range(n - 1)],
+            "role": ["input"] * (n - 1),
+        },
+        schema=EDGE_SCHEMA,
+    )
     catalog.record_artifacts(artifacts, edges)
     catalog.record_artifacts(artifacts, edges)
     assert catalog.counts()["artifacts"] == n

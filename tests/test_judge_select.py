@@ -29,16 +29,30 @@ def test_reference_ratings_follow_gold_evidence(tasks_ref):
 
 
 def ann(tid, task, policy="p", em=1.0, ratings=(5, 5, 5)):
-    return Annotation(trajectory_id=tid, task_id=task, policy=policy, exact_match=em, f1=em, step_ratings=list(ratings),
-                      mean_rating=sum(ratings) / len(ratings), min_rating=min(ratings), tool_calls=len(ratings) - 1,
-                      judge="reference")
+    return Annotation(
+        trajectory_id=tid,
+        task_id=task,
+        policy=policy,
+        exact_match=em,
+        f1=em,
+        step_ratings=list(ratings),
+        mean_rating=sum(ratings) / len(ratings),
+        min_rating=min(ratings),
+        tool_calls=len(ratings) - 1,
+        judge="reference",
+    )
 
 
 def test_selection_keeps_good_correct_trajectories_and_falls_back_to_oracle():
     annotations = [
-        ann("good", "t1"), ann("good2", "t1", ratings=(5, 3, 5)), ann("good3", "t1", ratings=(5, 5, 5, 5)),
-        ann("wrong", "t2", em=0.0), ann("bad-step", "t2", ratings=(5, 1, 5)), ann("low", "t2", ratings=(2, 3, 5)),
-        ann("oracle-t1", "t1", policy="oracle"), ann("oracle-t2", "t2", policy="oracle"),
+        ann("good", "t1"),
+        ann("good2", "t1", ratings=(5, 3, 5)),
+        ann("good3", "t1", ratings=(5, 5, 5, 5)),
+        ann("wrong", "t2", em=0.0),
+        ann("bad-step", "t2", ratings=(5, 1, 5)),
+        ann("low", "t2", ratings=(2, 3, 5)),
+        ann("oracle-t1", "t1", policy="oracle"),
+        ann("oracle-t2", "t2", policy="oracle"),
     ]
     chosen = {(s.trajectory_id, s.source) for s in select(annotations, SelectConfig(max_per_task=2))}
     assert chosen == {("good", "policy"), ("good3", "policy"), ("oracle-t2", "oracle")}

@@ -24,12 +24,31 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
 
     catalog = Catalog(ArtifactStore(tmp_path).catalog_path)
     kinds = {row["kind"] for row in catalog.artifacts()}
-    assert {"world", "index", "tasks", "model", "trajectory-shard", "trajectories", "annotations", "selection",
-            "checkpoint", "evaluation"} <= kinds
+    assert {
+        "world",
+        "index",
+        "tasks",
+        "model",
+        "trajectory-shard",
+        "trajectories",
+        "annotations",
+        "selection",
+        "checkpoint",
+        "evaluation",
+    } <= kinds
     checkpoint = catalog.artifacts(kind="checkpoint")[0]["id"]
     ancestor_stages = {row["stage"] for row in catalog.ancestors(checkpoint)}
-    assert {"world", "index", "synthesize", "base-model", "collect-shard", "merge-trajectories", "collect-oracle",
-            "annotate", "select"} <= ancestor_stages
+    assert {
+        "world",
+        "index",
+        "synthesize",
+        "base-model",
+        "collect-shard",
+        "merge-trajectories",
+        "collect-oracle",
+        "annotate",
+        "select",
+    } <= ancestor_stages
     assert {row["stage"] for row in catalog.descendants(checkpoint)} == {"evaluate"}
     counts = catalog.counts()
 

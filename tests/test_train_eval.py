@@ -19,9 +19,14 @@ def test_template_masks_everything_but_assistant_turns(tiny_model, index_ref, ta
     task = load_tasks(tasks_ref)[0]
     trajectory, _ = oracle_trajectory(task, SearchTool(index_ref.uri), ToolConfig())
     encoded = tokenizer.apply_chat_template(
-        json.loads(trajectory.messages_json), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        json.loads(trajectory.messages_json),
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
     )
-    trained = tokenizer.decode([t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m])
+    trained = tokenizer.decode(
+        [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m]
+    )
     assert "<search>" in trained and f"<answer>{task.answer}</answer>" in trained
     assert "<information>" not in trained and "Question:" not in trained  # observations and prompt are masked
 
@@ -29,7 +34,9 @@ def test_template_masks_everything_but_assistant_turns(tiny_model, index_ref, ta
 def test_sft_steps_change_every_parameter_and_log_loss(tiny_model, index_ref, tasks_ref, tmp_path):
     tool = SearchTool(index_ref.uri)
     trajectories = [oracle_trajectory(t, tool, ToolConfig())[0] for t in load_tasks(tasks_ref, "train")[:4]]
-    metrics = train_sft(tiny_model.uri, trajectories, TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3), tmp_path)
+    metrics = train_sft(
+        tiny_model.uri, trajectories, TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3), tmp_path
+    )
     assert metrics["steps"] == 2 and metrics["first_loss"] is not None
     before = AutoModelForCausalLM.from_pretrained(tiny_model.uri).state_dict()
     after = AutoModelForCausalLM.from_pretrained(tmp_path).state_dict()
@@ -50,7 +57,11 @@ def test_evaluation_scores_every_held_out_task(tiny_model, index_ref, tasks_ref)
     generator = HFGenerator(tiny_model.uri)
     tasks = load_tasks(tasks_ref, "eval")
     trajectories, rows, summary = evaluate_policy(
-        generator, SearchTool(index_ref.uri), tasks, EvalConfig(samples_per_task=2, agent={"max_turns": 2, "max_new_tokens": 16}), "tiny"
+        generator,
+        SearchTool(index_ref.uri),
+        tasks,
+        EvalConfig(samples_per_task=2, agent={"max_turns": 2, "max_new_tokens": 16}),
+        "tiny",
     )
     assert len(trajectories) == len(rows) == 2 * len(tasks)
     assert summary.tasks == len(tasks) and 0.0 <= summary.pass_at_1 <= summary.pass_at_k <= 1.0

@@ -66,5 +66,9 @@ def produce_merge(work: Path, config: MergeConfig, inputs: Inputs, store: Artifa
     write_table(work, pa.concat_tables([t for t in tables if t.num_rows]))
 
 
-SHARD_STAGE = Stage(name="collect-shard", kind="trajectory-shard", produce=produce_shard, config_model=ShardConfig)
-MERGE_STAGE = Stage(name="merge-trajectories", kind="trajectories", produce=produce_merge, config_model=MergeConfig)
+SHARD_STAGE = Stage(
+    name="collect-shard", kind="trajectory-shard", produce=produce_shard, config_model=ShardConfig
+)
+MERGE_STAGE = Stage(
+    name="merge-trajectories", kind="trajectories", produce=produce_merge, config_model=MergeConfig
+)

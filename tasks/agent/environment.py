@@ -13,8 +13,10 @@ from tasks.search.tools import CalculationError, Hit, SearchTool, calculate
 class ToolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    top_k: int = Field(3, ge=1, le=50, description="Search results shown per query.")
-    max_observation_chars: int = Field(900, ge=50, le=100_000, description="Observations are cut to this length.")
+    top_k: int = Field(2, ge=1, le=50, description="Search results shown per query.")
+    max_observation_chars: int = Field(
+        900, ge=50, le=100_000, description="Observations are cut to this length."
+    )
 
 
 @dataclass
@@ -42,13 +44,16 @@ def execute_turns(tool: SearchTool, turns: list[ParsedTurn], config: ToolConfig)
         results = tool.search([turns[i].argument for i in searches], k=config.top_k)
         for i, hits in zip(searches, results, strict=True):
             observations[i] = Observation(
-                text=truncate(format_hits(hits), config.max_observation_chars), doc_ids=[h.doc_id for h in hits]
+                text=truncate(format_hits(hits), config.max_observation_chars),
+                doc_ids=[h.doc_id for h in hits],
             )
     for i, turn in enumerate(turns):
         if turn.action == "open":
             page = tool.open(turn.argument)
             if page is None:
-                observations[i] = Observation(text=f"No document with id {turn.argument!r}.", error="UnknownDocument")
+                observations[i] = Observation(
+                    text=f"No document with id {turn.argument!r}.", error="UnknownDocument"
+                )
             else:
                 observations[i] = Observation(
                     text=truncate(page, config.max_observation_chars), doc_ids=[turn.argument.strip()]

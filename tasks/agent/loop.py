@@ -42,7 +42,9 @@ class AgentConfig(BaseModel):
 
     max_turns: int = Field(4, ge=1, le=100, description="Turns before an unanswered trajectory is cut off.")
     max_new_tokens: int = Field(64, ge=8, le=8192, description="Tokens generated per turn at most.")
-    max_prompt_tokens: int = Field(3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory.")
+    max_prompt_tokens: int = Field(
+        3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory."
+    )
     tools: ToolConfig = Field(default_factory=ToolConfig)
 
 
@@ -101,7 +103,9 @@ def run_agent(
         )
         turns = [parse_turn(g.text) for g in generations]
         observations = execute_turns(tool, turns, config.tools)
-        for rollout, generation, turn, observation in zip(active, generations, turns, observations, strict=True):
+        for rollout, generation, turn, observation in zip(
+            active, generations, turns, observations, strict=True
+        ):
             rollout.generated_tokens += generation.tokens
             rollout.messages.append(assistant_message(turn, generation.text))
             step = Step(

@@ -63,11 +63,20 @@ def assistant_message(turn: ParsedTurn, raw: str) -> dict:
             "role": "assistant",
             "content": turn.prefix,
             "tool_calls": [
-                {"type": "function", "function": {"name": turn.action, "arguments": {ARGUMENT_NAMES[turn.action]: turn.argument}}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": turn.action,
+                        "arguments": {ARGUMENT_NAMES[turn.action]: turn.argument},
+                    },
+                }
             ],
         }
     return {"role": "assistant", "content": raw}
 
 
 def initial_messages(question: str) -> list[dict]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": f"Question: {question}"}]
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Question: {question}"},
+    ]

@@ -4,8 +4,36 @@ from __future__ import annotations
 
 import random
 
-_ONSETS = ["b", "br", "c", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m", "n", "p", "pr", "r", "s",
-           "st", "t", "tr", "v", "vr", "z", "th", "sh", "qu", "y"]
+_ONSETS = [
+    "b",
+    "br",
+    "c",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "pr",
+    "r",
+    "s",
+    "st",
+    "t",
+    "tr",
+    "v",
+    "vr",
+    "z",
+    "th",
+    "sh",
+    "qu",
+    "y",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou", "ia", "y"]
 _CODAS = ["", "", "n", "r", "l", "s", "th", "m", "x", "nd", "rk", "sk"]
 

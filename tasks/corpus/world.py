@@ -79,16 +79,30 @@ def generate_world(config: WorldConfig) -> World:
             ids.append(eid)
         return ids
 
-    countries = add("country", config.countries, lambda: names.word((2, 3)) + rng.choice(["ia", "land", "ora"]))
+    countries = add(
+        "country", config.countries, lambda: names.word((2, 3)) + rng.choice(["ia", "land", "ora"])
+    )
     cities = add("city", config.cities, lambda: names.word((2, 3)))
     people = add("person", config.people, lambda: f"{names.word((2, 2))} {names.word((2, 3))}")
     orgs = add(
         "organisation",
         config.organisations,
-        lambda: f"{names.word((2, 3))} {rng.choice(['Institute', 'Group', 'Foundation', 'Works', 'Press', 'Society'])}",
+        lambda: (
+            f"{names.word((2, 3))} {rng.choice(['Institute', 'Group', 'Foundation', 'Works', 'Press', 'Society'])}"
+        ),
     )
-    works = add("work", config.works, lambda: f"The {names.word((2, 3))} {rng.choice(['Chronicle', 'Atlas', 'Songs', 'Letters', 'Treatise'])}")
-    events = add("event", config.events, lambda: f"{names.word((2, 3))} {rng.choice(['Summit', 'Festival', 'Congress', 'Games'])}")
+    works = add(
+        "work",
+        config.works,
+        lambda: (
+            f"The {names.word((2, 3))} {rng.choice(['Chronicle', 'Atlas', 'Songs', 'Letters', 'Treatise'])}"
+        ),
+    )
+    events = add(
+        "event",
+        config.events,
+        lambda: f"{names.word((2, 3))} {rng.choice(['Summit', 'Festival', 'Congress', 'Games'])}",
+    )
 
     facts: list[tuple[str, str, str]] = []
     for city in cities:
@@ -169,7 +183,9 @@ def render_documents(
         intro = f"{entity.name} is {article} {entity.type}."
         attrs = [ATTRIBUTE_SENTENCES[k].format(s=entity.name, v=v) for k, v in entity.attributes.items()]
         text = " ".join([intro, *attrs, *sentences[entity.id]])
-        documents.append(Document(id=doc_id_for(entity.id), title=entity.name, text=text, entity_id=entity.id))
+        documents.append(
+            Document(id=doc_id_for(entity.id), title=entity.name, text=text, entity_id=entity.id)
+        )
     return documents, triples
 
 

@@ -65,14 +65,35 @@ def summarize(rows: list[EvalRow], policy: str, samples_per_task: int) -> EvalSu
     )
 
 
-def evaluate_policy(policy, tool, tasks: list[Task], config: EvalConfig, policy_name: str) -> tuple[list[Trajectory], list[EvalRow], EvalSummary]:
-    greedy, _ = run_agent(policy, tool, tasks, config=config.agent, samples_per_task=1, temperature=0.0,
-                          seed=config.seed, policy_name=policy_name, stage="evaluate", progress="evaluate")
+def evaluate_policy(
+    policy, tool, tasks: list[Task], config: EvalConfig, policy_name: str
+) -> tuple[list[Trajectory], list[EvalRow], EvalSummary]:
+    greedy, _ = run_agent(
+        policy,
+        tool,
+        tasks,
+        config=config.agent,
+        samples_per_task=1,
+        temperature=0.0,
+        seed=config.seed,
+        policy_name=policy_name,
+        stage="evaluate",
+        progress="evaluate",
+    )
     trajectories = list(greedy)
     if config.samples_per_task > 1:
-        sampled, _ = run_agent(policy, tool, tasks, config=config.agent, samples_per_task=config.samples_per_task - 1,
-                               temperature=config.temperature, seed=config.seed + 1, policy_name=policy_name,
-                               stage="evaluate", progress="evaluate pass@k")
+        sampled, _ = run_agent(
+            policy,
+            tool,
+            tasks,
+            config=config.agent,
+            samples_per_task=config.samples_per_task - 1,
+            temperature=config.temperature,
+            seed=config.seed + 1,
+            policy_name=policy_name,
+            stage="evaluate",
+            progress="evaluate pass@k",
+        )
         trajectories += [t.model_copy(update={"sample_index": t.sample_index + 1}) for t in sampled]
     rows = score(trajectories, {t.id: t for t in tasks})
     return trajectories, rows, summarize(rows, policy_name, config.samples_per_task)
@@ -81,7 +102,11 @@ def evaluate_policy(policy, tool, tasks: list[Task], config: EvalConfig, policy_
 def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: ArtifactStore) -> None:
     model = inputs["model"]
     trajectories, rows, summary = evaluate_policy(
-        load_generator(model.uri), search_tool_for(inputs["index"]), load_tasks(inputs["tasks"], "eval"), config, model.id
+        load_generator(model.uri),
+        search_tool_for(inputs["index"]),
+        load_tasks(inputs["tasks"], "eval"),
+        config,
+        model.id,
     )
     write_table(work, rows)
     write_table(work, [summary], name="summary")

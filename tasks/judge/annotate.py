@@ -46,8 +46,12 @@ def produce_annotations(work: Path, config: AnnotateConfig, inputs: Inputs, stor
             task = tasks.get(trajectory.task_id)
             if task is None:
                 failures.append(
-                    Failure(stage="annotate", item_id=trajectory.id, error_class="UnknownTask",
-                            message=f"trajectory refers to task {trajectory.task_id!r}, which is not in the task set")
+                    Failure(
+                        stage="annotate",
+                        item_id=trajectory.id,
+                        error_class="UnknownTask",
+                        message=f"trajectory refers to task {trajectory.task_id!r}, which is not in the task set",
+                    )
                 )
                 continue
             annotations.append(annotate(trajectory, task))

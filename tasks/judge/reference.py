@@ -32,7 +32,9 @@ def rate_steps(steps: list[Step], task: Task) -> list[int]:
         elif step.action == "calculate":
             ratings.append(1 if step.observation.startswith("Calculation error") else 3)
         elif step.action == "answer":
-            ratings.append(5 if exact_match(step.argument, answers) else 3 if token_f1(step.argument, answers) > 0 else 1)
+            ratings.append(
+                5 if exact_match(step.argument, answers) else 3 if token_f1(step.argument, answers) > 0 else 1
+            )
         else:
             ratings.append(1)
     return ratings

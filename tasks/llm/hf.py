@@ -58,15 +58,25 @@ class HFGenerator:
             torch.manual_seed(seed)
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], max_new_tokens, temperature, stop), strict=True):
+                for i, generation in zip(
+                    batch,
+                    self._generate_batch([prompts[i] for i in batch], max_new_tokens, temperature, stop),
+                    strict=True,
+                ):
                     results[i] = generation
         return results  # type: ignore[return-value]
 
     def _generate_batch(
         self, prompts: list[str], max_new_tokens: int, temperature: float, stop: tuple[str, ...]
     ) -> list[Generation]:
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         started = time.perf_counter()
         output = self.model.generate(
             **encoded,

@@ -39,7 +39,9 @@ def validate_model_spec(spec: str) -> str:
 class BaseModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spec: str = Field(f"hf:{SMOLLM2}", description="Policy to start from: hf:smollm2-135m-instruct, hf:tiny or hf:PATH.")
+    spec: str = Field(
+        f"hf:{SMOLLM2}", description="Policy to start from: hf:smollm2-135m-instruct, hf:tiny or hf:PATH."
+    )
     tiny_seed: int = Field(0, description="Initialisation seed of hf:tiny.")
 
     @field_validator("spec")

@@ -34,7 +34,11 @@ TOOLS_SCHEMA = [
         "function": {
             "name": "search",
             "description": "Search the document collection; returns ranked snippets with document ids.",
-            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            },
         },
     },
     {
@@ -42,7 +46,11 @@ TOOLS_SCHEMA = [
         "function": {
             "name": "open",
             "description": "Read a whole document by its id.",
-            "parameters": {"type": "object", "properties": {"doc_id": {"type": "string"}}, "required": ["doc_id"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"doc_id": {"type": "string"}},
+                "required": ["doc_id"],
+            },
         },
     },
     {
@@ -179,7 +187,11 @@ def calculate(expression: str) -> float | int:
     def walk(node: ast.AST) -> float | int:
         if isinstance(node, ast.Expression):
             return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool)
+        ):
             return node.value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = walk(node.left), walk(node.right)

@@ -23,10 +23,16 @@ from tasks.stage import Inputs, Stage
 class SelectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_mean_rating: float = Field(3.5, ge=1, le=5, description="Keep trajectories whose mean step rating is at least this.")
-    min_step_rating: int = Field(2, ge=1, le=5, description="Reject trajectories with any step rated below this.")
+    min_mean_rating: float = Field(
+        3.5, ge=1, le=5, description="Keep trajectories whose mean step rating is at least this."
+    )
+    min_step_rating: int = Field(
+        2, ge=1, le=5, description="Reject trajectories with any step rated below this."
+    )
     max_per_task: int = Field(2, ge=1, le=100, description="Trajectories kept per task at most.")
-    oracle_fallback: bool = Field(True, description="Use the oracle demonstration for tasks with no kept trajectory.")
+    oracle_fallback: bool = Field(
+        True, description="Use the oracle demonstration for tasks with no kept trajectory."
+    )
 
 
 def keep_reason(annotation: Annotation, config: SelectConfig) -> tuple[bool, str]:
@@ -51,9 +57,23 @@ def select(annotations: list[Annotation], config: SelectConfig) -> list[Selectio
     for task_id in sorted(set(by_task) | set(oracle)):
         kept = sorted(by_task.get(task_id, []), key=lambda a: (-a.mean_rating, a.tool_calls, a.trajectory_id))
         for a in kept[: config.max_per_task]:
-            chosen.append(Selection(trajectory_id=a.trajectory_id, task_id=task_id, source="policy", reason="correct_and_well_rated"))
+            chosen.append(
+                Selection(
+                    trajectory_id=a.trajectory_id,
+                    task_id=task_id,
+                    source="policy",
+                    reason="correct_and_well_rated",
+                )
+            )
         if not kept and config.oracle_fallback and task_id in oracle:
-            chosen.append(Selection(trajectory_id=oracle[task_id].trajectory_id, task_id=task_id, source="oracle", reason="cold_start"))
+            chosen.append(
+                Selection(
+                    trajectory_id=oracle[task_id].trajectory_id,
+                    task_id=task_id,
+                    source="oracle",
+                    reason="cold_start",
+                )
+            )
     return chosen
 
 

@@ -23,12 +23,20 @@ from tasks.stage import Inputs, Stage
 TEMPLATES: dict[str, tuple[str, str, str]] = {
     "founder-birthplace": ("founded_by", "born_in", "In which city was the founder of {a} born?"),
     "birthplace-country": ("born_in", "located_in", "In which country is the city where {a} was born?"),
-    "employer-headquarters": ("works_for", "headquartered_in", "In which city is the headquarters of the organisation {a} works for?"),
+    "employer-headquarters": (
+        "works_for",
+        "headquartered_in",
+        "In which city is the headquarters of the organisation {a} works for?",
+    ),
     "publisher-founder": ("published_by", "founded_by", "Who founded the organisation that published {a}?"),
     "author-birthplace": ("created_by", "born_in", "In which city was the author of {a} born?"),
     "event-country": ("held_in", "located_in", "In which country did {a} take place?"),
     "author-spouse": ("created_by", "spouse_of", "Who is the spouse of the author of {a}?"),
-    "organiser-headquarters": ("organised_by", "headquartered_in", "In which city is the organiser of {a} headquartered?"),
+    "organiser-headquarters": (
+        "organised_by",
+        "headquartered_in",
+        "In which city is the organiser of {a} headquartered?",
+    ),
 }
 
 
@@ -36,9 +44,11 @@ class SynthesisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Seed for sampling and the train/eval split.")
-    train_tasks: int = Field(32, ge=1, le=1_000_000, description="Tasks for collection and training.")
+    train_tasks: int = Field(24, ge=1, le=1_000_000, description="Tasks for collection and training.")
     eval_tasks: int = Field(16, ge=1, le=100_000, description="Held-out tasks for evaluation.")
-    templates: list[str] = Field(default_factory=lambda: list(TEMPLATES), description="Question templates to use.")
+    templates: list[str] = Field(
+        default_factory=lambda: list(TEMPLATES), description="Question templates to use."
+    )
 
     @model_validator(mode="after")
     def _known_templates(self) -> SynthesisConfig:
@@ -70,7 +80,14 @@ def synthesize(entities: list[Entity], triples: list[Triple], config: SynthesisC
             text = question.format(a=by_id[subject].name)
             task_id = hashlib.sha256(f"{name}|{subject}".encode()).hexdigest()[:12]
             candidates.append(
-                Task(id=task_id, question=text, answer=by_id[answer.object].name, hops=hops, template=name, split="train")
+                Task(
+                    id=task_id,
+                    question=text,
+                    answer=by_id[answer.object].name,
+                    hops=hops,
+                    template=name,
+                    split="train",
+                )
             )
 
     rng = random.Random(config.seed)

@@ -24,13 +24,47 @@ from tasks.stage import Inputs, Stage
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(10, ge=1, le=1_000_000, description="Optimizer steps.")
-    batch_size: int = Field(8, ge=1, le=4096, description="Sequences per step (per device).")
+    max_steps: int = Field(12, ge=1, le=1_000_000, description="Optimizer steps.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Sequences per step (per device).")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1.0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_length: int = Field(2048, ge=64, le=1_000_000, description="Longer conversations are truncated.")
     seed: int = 0
+
+
+def assistant_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """Next-token loss computed from the output layer at supervised positions only.
+
+    Agent trajectories are mostly prompt and tool observations, which are masked anyway; projecting
+    every position onto the 49k-token vocabulary (and the per-token entropy TRL logs) is most of a
+    CPU step's time. Projecting only the assistant positions gives the same loss, about 3x faster.
+    """
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    hidden = model.get_decoder()(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")
+    ).last_hidden_state
+    targets = labels[:, 1:]
+    supervised = targets != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][supervised])
+    loss = F.cross_entropy(logits.float(), targets[supervised], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else supervised.sum()
+    return loss / count
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class AssistantPositionsTrainer(SFTTrainer):
+        """TRL's SFT trainer with :func:`assistant_only_loss` (and without per-token entropy metrics)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = assistant_only_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return AssistantPositionsTrainer
 
 
 def sft_dataset(trajectories: list[Trajectory]):
@@ -41,7 +75,7 @@ def sft_dataset(trajectories: list[Trajectory]):
 
 def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfig, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     if not trajectories:
         raise ValueError("the selection is empty: nothing to train on (check the selection thresholds)")
@@ -71,7 +105,9 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
             dataloader_num_workers=0,
             disable_tqdm=False,
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(trajectories), processing_class=tokenizer)
+        trainer = _trainer_class()(
+            model=model, args=args, train_dataset=sft_dataset(trajectories), processing_class=tokenizer
+        )
         result = trainer.train()
         trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
