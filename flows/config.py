@@ -22,7 +22,7 @@ from tasks.train.sft import TrainConfig
 
 
 class CollectConfig(SamplingConfig):
-    shard_size: int = Field(12, ge=1, le=100_000, description="Tasks per cached collection shard.")
+    shard_size: int = Field(16, ge=1, le=100_000, description="Tasks per cached collection shard.")
 
 
 class PipelineConfig(BaseModel):

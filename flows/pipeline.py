@@ -22,7 +22,7 @@ from tasks.agent.oracle import OracleConfig
 from tasks.evaluate.summary import load_summary
 
 
-@flow(name="trailforge-pipeline", log_prints=True)
+@flow(name="trailforge-pipeline")
 def pipeline(config: PipelineConfig | None = None) -> RoundReport:
     config = config or PipelineConfig()
     started = time.perf_counter()

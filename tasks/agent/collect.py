@@ -50,7 +50,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
         seed=config.seed,
         policy_name=model.id,
         stage="collect-shard",
-        progress=f"collect shard {config.shard_index}",
+        progress=f"collect shard {config.shard_index + 1}",
     )
     write_table(work, trajectories)
     if failures:

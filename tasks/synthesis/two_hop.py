@@ -44,8 +44,8 @@ class SynthesisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Seed for sampling and the train/eval split.")
-    train_tasks: int = Field(24, ge=1, le=1_000_000, description="Tasks for collection and training.")
-    eval_tasks: int = Field(16, ge=1, le=100_000, description="Held-out tasks for evaluation.")
+    train_tasks: int = Field(16, ge=1, le=1_000_000, description="Tasks for collection and training.")
+    eval_tasks: int = Field(12, ge=1, le=100_000, description="Held-out tasks for evaluation.")
     templates: list[str] = Field(
         default_factory=lambda: list(TEMPLATES), description="Question templates to use."
     )
