@@ -5,6 +5,8 @@
     trailforge lineage ID
     trailforge runs
     trailforge failures [--stage collect-shard]
+    trailforge corpus PATH [--format jsonl --id-field doc_id ...]
+    trailforge serve-retriever (--index ID | --corpus PATH) [--port 8000]
 
 Every field of the pipeline's parameter model is a ``--section.field`` flag of ``run``; values are
 validated before anything runs, and an error names the flag.
@@ -151,6 +153,79 @@ def cmd_failures(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_corpus_flags(parser: argparse.ArgumentParser) -> None:
+    from tasks.corpus.user import CorpusConfig
+
+    for name, info in CorpusConfig.model_fields.items():
+        if name == "path":
+            continue
+        default = info.get_default(call_default_factory=True)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"corpus__{name}",
+            metavar="VALUE",
+            help=f"{info.description or ''} (default: {default})",
+        )
+
+
+def corpus_config_from_args(args: argparse.Namespace):
+    from tasks.corpus.user import CorpusConfig
+
+    values = {k.removeprefix("corpus__"): v for k, v in vars(args).items() if k.startswith("corpus__")}
+    return CorpusConfig.model_validate(
+        {"path": args.path, **{k: v for k, v in values.items() if v is not None}}
+    )
+
+
+def ingest_corpus(args: argparse.Namespace):
+    """Validate, store and index a user corpus; the (corpus, index) refs, both recorded in lineage."""
+    from storage import ArtifactStore, canonical_json
+    from tasks.corpus.user import pin
+    from tasks.search.index import IndexConfig
+    from tasks.stage import execute_stage
+
+    source = pin(corpus_config_from_args(args))
+    store = ArtifactStore(args.home)
+    catalog = _catalog(args.home)
+    corpus = execute_stage("corpus", store, source, {})
+    catalog.record(corpus, {}, config_json=canonical_json(source))
+    index = execute_stage("index", store, IndexConfig(), {"corpus": corpus})
+    catalog.record(index, {"corpus": corpus}, config_json=canonical_json(IndexConfig()))
+    return corpus, index
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from tasks.corpus.user import CorpusError
+
+    try:
+        corpus, index = ingest_corpus(args)
+    except (CorpusError, ValidationError) as error:
+        print(
+            format_validation_error(error) if isinstance(error, ValidationError) else error, file=sys.stderr
+        )
+        return 2
+    print(f"corpus {corpus.id}: {corpus.rows} documents{' (already stored)' if corpus.reused else ''}")
+    print(f"index  {index.id}{' (already built)' if index.reused else ''}")
+    return 0
+
+
+def cmd_serve_retriever(args: argparse.Namespace) -> int:
+    from storage import ArtifactStore
+    from tasks.search.server import serve
+
+    if args.corpus:
+        args.path = args.corpus
+        _, index = ingest_corpus(args)
+        index_dir = index.uri
+    else:
+        index_dir = ArtifactStore(args.home).path("index", args.index)
+        if not index_dir.is_dir():
+            print(f"no index {args.index!r} under {ArtifactStore(args.home).root}", file=sys.stderr)
+            return 2
+    serve(index_dir, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(
         prog="trailforge", description="Deep-search agent data and training pipeline."
@@ -173,6 +248,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
     lineage.add_argument("id")
     lineage.add_argument("--home")
+    corpus = commands.add_parser("corpus", help="validate, store and index a user corpus")
+    corpus.add_argument("path", help="a file, a directory of files, a glob, or a dataset")
+    corpus.add_argument("--home")
+    add_corpus_flags(corpus)
+    retriever = commands.add_parser(
+        "serve-retriever", help="serve an index over HTTP with Search-R1's /retrieve (and /access)"
+    )
+    source = retriever.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", help="id of an index artifact")
+    source.add_argument("--corpus", help="a user corpus to validate, index and serve")
+    retriever.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    retriever.add_argument("--port", type=int, default=8000)
+    retriever.add_argument("--home")
+    add_corpus_flags(retriever)
     return parser, dests
 
 
@@ -184,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "lineage": cmd_lineage,
         "runs": cmd_runs,
         "failures": cmd_failures,
+        "corpus": cmd_corpus,
+        "serve-retriever": cmd_serve_retriever,
     }
     if args.command == "run":
         return cmd_run(args, dests)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 ArtifactKind = Literal[
     "world",
+    "corpus",
     "index",
     "tasks",
     "model",
@@ -67,6 +68,7 @@ class Triple(Row):
     relation: str
     object: str
     doc_ids: list[str] = Field(description="Documents that state this fact.")
+    evidence: str | None = Field(None, description="The sentence stating it, where the graph was mined.")
 
 
 class Document(Row):

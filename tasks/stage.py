@@ -41,6 +41,7 @@ class Stage:
 # Stage name -> "module:attribute" of its Stage, imported on first use so the CLI stays fast.
 STAGES: dict[str, str] = {
     "world": "tasks.corpus.world:STAGE",
+    "corpus": "tasks.corpus.user:STAGE",
     "index": "tasks.search.index:STAGE",
     "synthesize": "tasks.synthesis.two_hop:STAGE",
     "base-model": "tasks.llm.models:STAGE",

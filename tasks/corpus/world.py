@@ -48,6 +48,9 @@ ATTRIBUTE_SENTENCES = {
 }
 
 
+ENTITY_COUNTS = ("countries", "cities", "people", "organisations", "works", "events")
+
+
 class WorldConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +61,14 @@ class WorldConfig(BaseModel):
     organisations: int = Field(40, ge=2, le=500_000)
     works: int = Field(60, ge=0, le=2_000_000)
     events: int = Field(20, ge=0, le=500_000)
+
+    @classmethod
+    def for_documents(cls, documents: int, seed: int = 0) -> WorldConfig:
+        """A world of about ``documents`` pages with the default's mix of entity types."""
+        default = cls()
+        mix = {name: getattr(default, name) for name in ENTITY_COUNTS}
+        scale = documents / sum(mix.values())
+        return cls(seed=seed, **{name: max(2, round(count * scale)) for name, count in mix.items()})
 
 
 class World(BaseModel):
@@ -107,13 +118,12 @@ def generate_world(config: WorldConfig) -> World:
     facts: list[tuple[str, str, str]] = []
     for city in cities:
         facts.append((city, "located_in", rng.choice(countries)))
-    capitals = set()
+    cities_of: dict[str, list[str]] = defaultdict(list)
+    for city, _, country in facts:
+        cities_of[country].append(city)
     for country in countries:
-        local = [c for c, r, o in facts if r == "located_in" and o == country and c not in capitals]
-        if local:
-            capital = rng.choice(local)
-            capitals.add(capital)
-            facts.append((capital, "capital_of", country))
+        if cities_of[country]:
+            facts.append((rng.choice(cities_of[country]), "capital_of", country))
     for person in people:
         facts.append((person, "born_in", rng.choice(cities)))
         if rng.random() < 0.4:

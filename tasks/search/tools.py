@@ -15,6 +15,7 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
 
 from storage import ArtifactRef
 from storage.store import read_table
@@ -81,10 +82,14 @@ class SearchTool:
         self.position = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self.vocab = self.retriever.vocab_dict
         self.snippet_chars = snippet_chars
-        self._cache: dict[tuple[str, int], list[Hit]] = {}
+        self._cache: dict[tuple[str, int], list[tuple[int, float]]] = {}
 
-    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
-        """Top-k hits for each query, in one batched retrieval; repeated queries come from a cache."""
+    def retrieve(self, queries: list[str], k: int = 3) -> list[list[tuple[int, float]]]:
+        """(document position, score) of the top-k for each query, in one batched bm25s call.
+
+        Results are cached per (query, k); the tool belongs to one index, so that is the
+        (index id, query, k) key. Queries with no indexed word match nothing.
+        """
         k = min(k, len(self.ids))
         todo = sorted({q for q in queries if (q, k) not in self._cache})
         if todo:
@@ -99,13 +104,28 @@ class SearchTool:
                     [known[i] for i in searchable], k=k, show_progress=False, n_threads=1
                 )
                 for row, i in enumerate(searchable):
-                    terms = set(known[i])
                     self._cache[(todo[i], k)] = [
-                        self._hit(int(d), float(s), terms)
-                        for d, s in zip(docs[row], scores[row], strict=True)
-                        if s > 0
+                        (int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if s > 0
                     ]
         return [self._cache[(q, k)] for q in queries]
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+        """Top-k hits with query-biased snippets for each query (see :meth:`retrieve`)."""
+        results = []
+        for query, ranked in zip(queries, self.retrieve(queries, k), strict=True):
+            terms = query_terms(query)
+            results.append([self._hit(position, score, terms) for position, score in ranked])
+        return results
+
+    def search_documents(self, queries: list[str], k: int = 3) -> list[list[tuple[str, str, str, float]]]:
+        """(id, title, text, score) of whole documents, as a retriever server returns them."""
+        return [
+            [(self.ids[p], self.titles[p], self.texts[p], score) for p, score in ranked]
+            for ranked in self.retrieve(queries, k)
+        ]
 
     def _hit(self, position: int, score: float, terms: set[str]) -> Hit:
         return Hit(
@@ -115,11 +135,13 @@ class SearchTool:
             score=score,
         )
 
-    def open(self, doc_id: str) -> str | None:
+    def document(self, doc_id: str) -> tuple[str, str] | None:
         position = self.position.get(doc_id.strip())
-        if position is None:
-            return None
-        return f"{self.titles[position]}\n{self.texts[position]}"
+        return None if position is None else (self.titles[position], self.texts[position])
+
+    def open(self, doc_id: str) -> str | None:
+        found = self.document(doc_id)
+        return None if found is None else f"{found[0]}\n{found[1]}"
 
 
 @lru_cache(maxsize=4)
@@ -132,7 +154,12 @@ def search_tool_for(index: ArtifactRef) -> SearchTool:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"(?u)\b\w\w+\b")
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern
+
+
+def query_terms(query: str) -> set[str]:
+    """The words of a query that can pick a snippet sentence: bm25s's tokens minus its stopwords."""
+    return set(_WORD.findall(query.lower())) - set(STOPWORDS_EN)
 
 
 def query_biased_snippet(text: str, terms: set[str], max_chars: int) -> str:

@@ -1,0 +1,113 @@
+"""The retriever server over a real socket, driven the way Search-R1's agent code calls it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from storage.schemas import Entity
+from storage.store import read_rows
+from tasks.search.client import RemoteSearchTool, RetrieverError
+from tasks.search.server import create_app
+from tasks.search.tools import SearchTool
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise TimeoutError("retriever server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def tool(index_ref) -> SearchTool:
+    return SearchTool(index_ref.uri)
+
+
+@pytest.fixture(scope="module")
+def server_url(tool) -> Iterator[str]:
+    with running(create_app(tool)) as url:
+        yield url
+
+
+def test_search_r1_client_sends_400_queries_in_one_request(server_url, world_ref):
+    people = [e for e in read_rows(world_ref, Entity, "entities") if e.type == "person"]
+    queries = [f"{people[i % len(people)].name} born in {i}" for i in range(400)]
+    # Search-R1's own client: requests.post(url, json=payload).json()["result"]
+    payload = {"queries": queries, "topk": 3, "return_scores": True}
+    result = httpx.post(f"{server_url}/retrieve", json=payload, timeout=60).json()["result"]
+    assert len(result) == 400
+    for i, hits in enumerate(result):
+        assert len(hits) == 3
+        person = people[i % len(people)]
+        assert hits[0]["document"]["id"] == f"doc-{person.id}"
+        assert hits[0]["document"]["contents"].startswith(f'"{person.name}"\n')
+        assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+    plain = httpx.post(
+        f"{server_url}/retrieve", json={"queries": queries[:2], "topk": 2, "return_scores": False}
+    ).json()["result"]
+    assert set(plain[0][0]) == {"id", "contents"}
+
+
+def test_remote_tool_gives_the_same_hits_as_the_local_tool(server_url, tool, world_ref):
+    remote = RemoteSearchTool(server_url, batch_size=7)
+    people = [e for e in read_rows(world_ref, Entity, "entities") if e.type == "person"][:20]
+    queries = [f"{p.name} works for" for p in people]
+    assert remote.search(queries, k=3) == tool.search(queries, k=3)
+    doc_id = f"doc-{people[0].id}"
+    assert remote.open(doc_id) == tool.open(doc_id)
+    assert remote.open("no-such-doc") is None
+    invalid = httpx.post(f"{server_url}/retrieve", json={"queries": ["x"], "topk": 0})
+    assert invalid.status_code == 422
+
+
+def test_client_retries_429_and_5xx_and_gives_up_with_a_clear_error(tool):
+    app = create_app(tool)
+    calls = {"n": 0}
+
+    @app.middleware("http")
+    async def flaky(request: Request, call_next):
+        calls["n"] += 1
+        if calls["n"] % 2 == 1:  # every request is refused once: 429 and 503 in turn
+            return Response(status_code=429 if calls["n"] % 4 == 1 else 503)
+        return await call_next(request)
+
+    with running(app) as url:
+        remote = RemoteSearchTool(url, batch_size=5, backoff_s=0.01)
+        queries = [f"query number {i} city" for i in range(20)]
+        assert remote.search(queries, k=2) == tool.search(queries, k=2)
+        assert calls["n"] == 8  # 4 batches, each refused once
+
+    def always_down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500)
+
+    broken = RemoteSearchTool(
+        "http://retriever",
+        max_retries=2,
+        backoff_s=0.0,
+        client=httpx.Client(transport=httpx.MockTransport(always_down)),
+    )
+    with pytest.raises(RetrieverError, match="failed after 3 attempts"):
+        broken.search(["anything"], k=1)
