@@ -16,11 +16,11 @@ class RoundReport(BaseModel):
     seconds: float
 
     def table(self) -> str:
-        lines = ["round  policy                 pass@1  pass@k    F1  tools/traj  format-ok"]
+        lines = ["round    policy                 pass@1  pass@k    F1  tools/traj  format-ok"]
         for i, s in enumerate(self.rounds):
             name = "base" if i == 0 else f"round {i}"
             lines.append(
-                f"{name:6s} {s.policy[:22]:22s} {s.pass_at_1:6.1%} {s.pass_at_k:7.1%} {s.f1:5.2f} {s.tool_calls:10.2f} {s.format_valid:9.1%}"
+                f"{name:8s} {s.policy[:22]:22s} {s.pass_at_1:6.1%} {s.pass_at_k:7.1%} {s.f1:5.2f} {s.tool_calls:10.2f} {s.format_valid:9.1%}"
             )
         return "\n".join(lines)
 
