@@ -37,11 +37,30 @@ def main() -> None:
     )
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--world-only", action="store_true", help="generate and write the world only (scale and memory check)"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
     world = generate_world(WorldConfig.for_documents(args.docs))
     world_s = time.perf_counter() - started
+    if args.world_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_table(Path(tmp), world.documents)
+            write_s = time.perf_counter() - started - world_s
+        print(
+            json.dumps(
+                {
+                    "docs": len(world.documents),
+                    "triples": len(world.triples),
+                    "world_s": round(world_s, 2),
+                    "write_s": round(write_s, 2),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                }
+            )
+        )
+        return
     tasks = synthesize(
         world.entities,
         world.triples,

@@ -101,6 +101,21 @@ def run_agent(
             seed=seed * 1009 + turn_index,
             stop=STOP_STRINGS,
         )
+        for rollout, generation in zip(list(active), generations, strict=True):
+            if generation.error is not None:
+                # The backend gave up on this prompt: the trajectory ends, and the failure is kept.
+                failures.append(
+                    Failure(
+                        stage=stage,
+                        item_id=f"{rollout.task.id}#{rollout.sample_index}#{len(rollout.steps)}",
+                        error_class="GenerationError",
+                        message=generation.error,
+                        raw_output=generation.text,
+                    )
+                )
+                rollout.done = True
+        generations = [g for g in generations if g.error is None]
+        active = [r for r in active if not r.done]
         turns = [parse_turn(g.text) for g in generations]
         observations = execute_turns(tool, turns, config.tools)
         for rollout, generation, turn, observation in zip(

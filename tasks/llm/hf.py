@@ -21,6 +21,7 @@ class Generation:
     text: str
     tokens: int
     latency_s: float
+    error: str | None = None  # set when no completion could be had (a served backend gave up)
 
 
 class HFGenerator:

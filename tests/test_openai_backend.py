@@ -1,0 +1,96 @@
+"""The openai: backend against a real local OpenAI-compatible server that fails some of the time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi import Request, Response
+
+from tasks.agent.loop import AgentConfig, run_agent
+from tasks.llm.hf import HFGenerator
+from tasks.llm.openai_api import OpenAIConfig, OpenAIGenerator, parse_openai_spec
+from tasks.llm.openai_server import create_app
+from tasks.search.tools import SearchTool
+from tasks.synthesis.two_hop import load_tasks
+from tests.test_retriever_server import running
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model) -> HFGenerator:
+    return HFGenerator(tiny_model.uri, device="cpu", batch_size=1)
+
+
+def flaky_server(generator: HFGenerator, seen: list[str]):
+    """Refuses the first two attempts of every request (429, then 500); 'doomed' prompts always 503."""
+    app = create_app(generator, "tiny")
+    attempts: dict[str, int] = {}
+
+    @app.middleware("http")
+    async def flaky(request: Request, call_next):
+        body = await request.body()
+        attempts[body] = attempts.get(body, 0) + 1
+        if b"doomed" in body:
+            return Response(status_code=503)
+        if attempts[body] == 1:
+            return Response(status_code=429, headers={"retry-after": "0"})
+        if attempts[body] == 2:
+            return Response(status_code=500)
+        seen.append(json.loads(body)["messages"][-1]["content"])
+        return await call_next(request)
+
+    return app
+
+
+def test_every_prompt_succeeds_once_through_429_and_500(generator):
+    prompts = [[{"role": "user", "content": f"question {i}"}] for i in range(10)]
+    seen: list[str] = []
+    with running(flaky_server(generator, seen)) as url:
+        client = OpenAIGenerator(
+            OpenAIConfig(model="tiny", base_url=f"{url}/v1", max_concurrency=4, backoff_s=0.01)
+        )
+        results = client.generate([client.render(p) for p in prompts], max_new_tokens=6, stop=("</search>",))
+    assert all(r.error is None for r in results)
+    assert sorted(seen) == sorted(f"question {i}" for i in range(10))  # each served exactly once
+    assert client.requests_sent == 30
+    # Position i holds prompt i's completion: the same text the model gives it directly.
+    for prompt, result in zip(prompts, results, strict=True):
+        (direct,) = generator.generate([generator.render(prompt)], max_new_tokens=6, stop=("</search>",))
+        assert result.text == direct.text and result.tokens == direct.tokens
+
+
+def test_exhausted_retries_are_recorded_as_failures_with_the_reason(generator, index_ref, tasks_ref):
+    tasks = load_tasks(tasks_ref, "train")[:3]
+    tasks[1] = tasks[1].model_copy(update={"question": "doomed: " + tasks[1].question})
+    with running(flaky_server(generator, [])) as url:
+        client = OpenAIGenerator(
+            OpenAIConfig(model="tiny", base_url=f"{url}/v1", max_retries=2, backoff_s=0.0, max_concurrency=2)
+        )
+        trajectories, failures = run_agent(
+            client,
+            SearchTool(index_ref.uri),
+            tasks,
+            config=AgentConfig(max_turns=2, max_new_tokens=8),
+            policy_name="openai:tiny",
+        )
+    assert len(trajectories) == 3 and len({t.id for t in trajectories}) == 3
+    doomed = [f for f in failures if f.error_class == "GenerationError"]
+    assert len(doomed) == 1 and doomed[0].item_id.startswith(tasks[1].id)
+    assert "HTTP 503" in doomed[0].message
+    assert next(t for t in trajectories if t.task_id == tasks[1].id).steps == []
+
+
+def test_client_errors_are_not_retried(generator):
+    with running(create_app(generator, "tiny")) as url:
+        client = OpenAIGenerator(OpenAIConfig(model="tiny", base_url=f"{url}/v1", backoff_s=0.0))
+        # max_tokens=0 is invalid for the server: a 422 that no retry can fix.
+        (result,) = client.generate([client.render([{"role": "user", "content": "x"}])], max_new_tokens=0)
+    assert result.error is not None and result.error.startswith("HTTP 422")
+    assert client.requests_sent == 1
+
+
+def test_spec_parsing_and_the_key_stays_out_of_the_config(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    config = parse_openai_spec("openai:qwen3@http://127.0.0.1:9000/v1")
+    assert (config.model, config.base_url) == ("qwen3", "http://127.0.0.1:9000/v1")
+    assert "sk-secret" not in config.model_dump_json()
