@@ -98,6 +98,7 @@ class Task(Row):
     hops: list[Hop]
     template: str
     split: Literal["train", "eval"]
+    msd: int = Field(0, description="Minimum number of distinct documents that state the task's facts.")
 
     @property
     def evidence_doc_ids(self) -> list[str]:

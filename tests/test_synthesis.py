@@ -34,3 +34,36 @@ def test_asking_for_more_tasks_than_the_world_yields_is_a_clear_error(world_ref)
 def test_unknown_template_is_rejected():
     with pytest.raises(ValidationError, match="unknown templates"):
         SynthesisConfig(templates=["nope"])
+
+
+def test_spread_facts_control_how_many_documents_a_task_needs():
+    from tasks.corpus.world import WorldConfig, generate_world
+
+    world = generate_world(WorldConfig(spread=0.5, distractors=0.3))
+    docs = {d.id: d.text for d in world.documents}
+    one_page = synthesize(
+        world.entities, world.triples, SynthesisConfig(train_tasks=8, eval_tasks=4, max_msd=1)
+    )
+    two_pages = synthesize(
+        world.entities, world.triples, SynthesisConfig(train_tasks=8, eval_tasks=4, min_msd=2)
+    )
+    assert {t.msd for t in one_page} == {1} and {t.msd for t in two_pages} == {2}
+    for task in one_page + two_pages:
+        assert len({h.doc_id for h in task.hops}) == task.msd
+        for hop in task.hops:  # the gold page states the fact, wherever spread put it
+            assert hop.subject_name in docs[hop.doc_id] and hop.object_name in docs[hop.doc_id]
+    # Some facts now live on the object's page, not the subject's.
+    assert any(t.doc_ids != [f"doc-{t.subject}"] for t in world.triples)
+
+
+def test_distractors_are_near_miss_twins_with_their_own_facts():
+    from tasks.corpus.world import WorldConfig, generate_world
+
+    world = generate_world(WorldConfig(distractors=0.5))
+    names = {e.id: e.name for e in world.entities}
+    twins = [(names[i[:-1]], names[i]) for i in names if i.endswith("x")]
+    assert len(twins) > 50
+    for original, twin in twins:
+        assert original != twin and len(original) == len(twin)
+        assert sum(a != b for a, b in zip(original, twin, strict=True)) == 1
+    assert len(set(names.values())) == len(names)  # every name still unique

@@ -51,3 +51,18 @@ def test_calculate_is_arithmetic_only():
     for bad in ["__import__('os')", "a + 1", "2 ** 1000", "1 / 0", "open('x')"]:
         with pytest.raises(CalculationError):
             calculate(bad)
+
+
+def test_long_documents_open_page_by_page():
+    from tasks.search.tools import open_page
+
+    text = " ".join(f"Sentence {i} of a long page." for i in range(400))
+    pages = {"long": ("Long Page", text), "short": ("Short", "A short page.")}
+    first = open_page(pages.get, "long", page_chars=1000)
+    assert first.startswith("Long Page (page 1 of ") and "open 'long page 2' for more" in first
+    second = open_page(pages.get, "long page 2", page_chars=1000)
+    assert "(page 2 of" in second and text[1000:2000] in second
+    last = open_page(pages.get, "long#99", page_chars=1000)  # past the end: the last page
+    assert last.split("\n")[0] == "Long Page (page 12 of 12)" and last.endswith(text[11000:])
+    assert open_page(pages.get, "short", page_chars=1000) == "Short\nA short page."
+    assert open_page(pages.get, "missing page 2") is None

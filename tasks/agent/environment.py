@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.agent.protocol import ParsedTurn
-from tasks.search.tools import CalculationError, Hit, SearchTool, calculate
+from tasks.search.tools import CalculationError, Hit, SearchTool, calculate, split_page_argument
 
 
 class ToolConfig(BaseModel):
@@ -56,7 +56,8 @@ def execute_turns(tool: SearchTool, turns: list[ParsedTurn], config: ToolConfig)
                 )
             else:
                 observations[i] = Observation(
-                    text=truncate(page, config.max_observation_chars), doc_ids=[turn.argument.strip()]
+                    text=truncate(page, config.max_observation_chars),
+                    doc_ids=[split_page_argument(turn.argument)[0]],
                 )
         elif turn.action == "calculate":
             try:

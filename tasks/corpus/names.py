@@ -56,6 +56,23 @@ class NameGenerator:
                 self.used.add(word)
                 return word
 
+    def near_miss(self, name: str) -> str | None:
+        """An unused name one vowel away from ``name`` (None if every such name is taken)."""
+        # Only invented words change: "The ... Chronicle" keeps its common words.
+        positions, start = [], 0
+        for word in name.split(" "):
+            if word in self.used:
+                positions += [start + i for i, ch in enumerate(word) if ch in "aeiou"]
+            start += len(word) + 1
+        self.rng.shuffle(positions)
+        for i in positions:
+            for vowel in self.rng.sample("aeiou", 5):
+                candidate = name[:i] + vowel + name[i + 1 :]
+                if candidate != name and candidate not in self.used:
+                    self.used.add(candidate)
+                    return candidate
+        return None
+
     def unique(self, make) -> str:
         while True:
             name = make()

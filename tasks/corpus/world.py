@@ -61,6 +61,20 @@ class WorldConfig(BaseModel):
     organisations: int = Field(40, ge=2, le=500_000)
     works: int = Field(60, ge=0, le=2_000_000)
     events: int = Field(20, ge=0, le=500_000)
+    spread: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of facts stated on the related entity's page instead of the subject's own: "
+        "more spread means more documents per task (MSD) and pages that must be read for others' facts.",
+    )
+    distractors: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Near-miss twins per entity: an entity whose name is one letter off, with its own "
+        "different facts, so that a careless match of a name finds the wrong page.",
+    )
 
     @classmethod
     def for_documents(cls, documents: int, seed: int = 0) -> WorldConfig:
@@ -88,6 +102,11 @@ def generate_world(config: WorldConfig) -> World:
             eid = f"{kind[:3]}{i:06d}"
             entities[eid] = Entity(id=eid, type=kind, name=make_name())
             ids.append(eid)
+            if config.distractors and rng.random() < config.distractors:
+                twin = names.near_miss(entities[eid].name)
+                if twin is not None:
+                    entities[f"{eid}x"] = Entity(id=f"{eid}x", type=kind, name=twin)
+                    ids.append(f"{eid}x")
         return ids
 
     countries = add(
@@ -169,7 +188,9 @@ def generate_world(config: WorldConfig) -> World:
             key, make = attributes[entity.type]
             entity.attributes[key] = make()
 
-    documents, triples = render_documents(entities, facts)
+    # Where each fact is stated: its subject's page, or (spread) the page of the entity it points to.
+    stated_on = [obj if rng.random() < config.spread else subject for subject, _, obj in facts]
+    documents, triples = render_documents(entities, facts, stated_on)
     return World(entities=list(entities.values()), triples=triples, documents=documents)
 
 
@@ -178,15 +199,15 @@ def doc_id_for(entity_id: str) -> str:
 
 
 def render_documents(
-    entities: dict[str, Entity], facts: list[tuple[str, str, str]]
+    entities: dict[str, Entity], facts: list[tuple[str, str, str]], stated_on: list[str]
 ) -> tuple[list[Document], list[Triple]]:
-    """One encyclopedia-style page per entity, stating its attributes and outgoing facts."""
+    """One encyclopedia-style page per entity: its attributes and the facts stated on it."""
     sentences: dict[str, list[str]] = defaultdict(list)
     triples = []
-    for subject, relation, obj in facts:
+    for (subject, relation, obj), page in zip(facts, stated_on, strict=True):
         template = RELATIONS[relation][2]
-        sentences[subject].append(template.format(s=entities[subject].name, o=entities[obj].name))
-        triples.append(Triple(subject=subject, relation=relation, object=obj, doc_ids=[doc_id_for(subject)]))
+        sentences[page].append(template.format(s=entities[subject].name, o=entities[obj].name))
+        triples.append(Triple(subject=subject, relation=relation, object=obj, doc_ids=[doc_id_for(page)]))
     documents = []
     for entity in entities.values():
         article = "an" if entity.type[0] in "aeiou" else "a"

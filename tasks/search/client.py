@@ -15,7 +15,7 @@ import time
 import httpx
 
 from tasks.search.server import split_contents
-from tasks.search.tools import Hit, query_biased_snippet, query_terms
+from tasks.search.tools import Hit, open_page, query_biased_snippet, query_terms
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
@@ -97,5 +97,4 @@ class RemoteSearchTool:
         return None if page is None else split_contents(page["contents"])
 
     def open(self, doc_id: str) -> str | None:
-        found = self.document(doc_id)
-        return None if found is None else f"{found[0]}\n{found[1]}"
+        return open_page(self.document, doc_id)

@@ -140,8 +140,41 @@ class SearchTool:
         return None if position is None else (self.titles[position], self.texts[position])
 
     def open(self, doc_id: str) -> str | None:
-        found = self.document(doc_id)
-        return None if found is None else f"{found[0]}\n{found[1]}"
+        return open_page(self.document, doc_id)
+
+
+PAGE_CHARS = 2000
+_PAGE_SUFFIX = re.compile(r"\s*(?:#|\bpage\s*)(\d+)\s*$", re.I)
+
+
+def split_page_argument(argument: str) -> tuple[str, int]:
+    match = _PAGE_SUFFIX.search(argument)
+    if match is None:
+        return argument.strip(), 1
+    return argument[: match.start()].strip(), int(match.group(1))
+
+
+def open_page(document, argument: str, page_chars: int = PAGE_CHARS) -> str | None:
+    """``doc_id`` or ``doc_id page N`` (or ``doc_id#N``): one page of a document, with its position.
+
+    Long documents are paged so one ``open`` cannot flood the context; the header says which page
+    this is and how many there are, so the agent can ask for the next.
+    """
+    doc_id, page = split_page_argument(argument)
+    found = document(doc_id)
+    if found is None:
+        return None
+    title, text = found
+    pages = max(1, -(-len(text) // page_chars))
+    if len(text) <= page_chars:
+        return f"{title}\n{text}"
+    page = min(max(page, 1), pages)
+    body = text[(page - 1) * page_chars : page * page_chars]
+    return (
+        f"{title} (page {page} of {pages}; open '{doc_id} page {page + 1}' for more)\n{body}"
+        if page < pages
+        else f"{title} (page {page} of {pages})\n{body}"
+    )
 
 
 @lru_cache(maxsize=4)

@@ -50,8 +50,15 @@ class SynthesisConfig(BaseModel):
         default_factory=lambda: list(TEMPLATES), description="Question templates to use."
     )
 
+    min_msd: int = Field(
+        1, ge=1, le=2, description="Keep tasks whose facts need at least this many documents."
+    )
+    max_msd: int = Field(2, ge=1, le=2, description="... and at most this many (world.spread moves facts).")
+
     @model_validator(mode="after")
     def _known_templates(self) -> SynthesisConfig:
+        if self.min_msd > self.max_msd:
+            raise ValueError(f"min_msd {self.min_msd} is above max_msd {self.max_msd}")
         unknown = sorted(set(self.templates) - set(TEMPLATES))
         if unknown or not self.templates:
             raise ValueError(f"unknown templates {unknown}; choose from {sorted(TEMPLATES)}")
@@ -77,6 +84,9 @@ def synthesize(entities: list[Entity], triples: list[Triple], config: SynthesisC
                 continue
             answer = hop2s[0]
             hops = [_hop(bridge, by_id), _hop(answer, by_id)]
+            msd = len({h.doc_id for h in hops})
+            if not config.min_msd <= msd <= config.max_msd:
+                continue
             text = question.format(a=by_id[subject].name)
             task_id = hashlib.sha256(f"{name}|{subject}".encode()).hexdigest()[:12]
             candidates.append(
@@ -87,6 +97,7 @@ def synthesize(entities: list[Entity], triples: list[Triple], config: SynthesisC
                     hops=hops,
                     template=name,
                     split="train",
+                    msd=msd,
                 )
             )
 
