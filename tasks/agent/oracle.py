@@ -98,7 +98,7 @@ def _append(messages: list[dict], steps: list[Step], turn: ParsedTurn, observati
 
 
 def produce_oracle(work: Path, config: OracleConfig, inputs: Inputs, store: ArtifactStore) -> None:
-    tool = search_tool_for(inputs["index"])
+    tool = search_tool_for(inputs["index"], config.tools.retrieval)
     trajectories, failures = [], []
     for task in load_tasks(inputs["tasks"], config.split):
         trajectory, found_all = oracle_trajectory(task, tool, config.tools)

@@ -103,7 +103,7 @@ def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: Ar
     model = inputs["model"]
     trajectories, rows, summary = evaluate_policy(
         load_generator(model.uri),
-        search_tool_for(inputs["index"]),
+        search_tool_for(inputs["index"], config.agent.tools.retrieval),
         load_tasks(inputs["tasks"], "eval"),
         config,
         model.id,

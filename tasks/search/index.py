@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import bm25s
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactRef, ArtifactStore
 from storage.store import read_table, write_table
 from tasks.stage import Inputs, Stage
+
+DENSE_FILE = "dense.npy"
 
 
 class IndexConfig(BaseModel):
@@ -18,6 +21,9 @@ class IndexConfig(BaseModel):
     method: str = Field("lucene", description="BM25 variant (bm25s method).")
     k1: float = Field(1.5, gt=0)
     b: float = Field(0.75, ge=0, le=1)
+    dense: bool = Field(
+        False, description="Also embed every document with MiniLM, for dense and hybrid retrieval."
+    )
 
 
 def index_text(title: str, text: str) -> str:
@@ -36,6 +42,11 @@ def build_index(corpus: ArtifactRef, config: IndexConfig, out: Path) -> None:
     retriever.save(out / "bm25", show_progress=False)
     # The index keeps its own copy of the documents, so the search tool needs nothing else.
     write_table(out, table)
+    if config.dense:
+        from tasks.search.dense import load_encoder
+
+        vectors = load_encoder().encode([f"{t}. {x}" for t, x in zip(titles, texts, strict=True)])
+        np.save(out / DENSE_FILE, vectors)
 
 
 def produce_index(work: Path, config: IndexConfig, inputs: Inputs, store: ArtifactStore) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import bm25s
 import numpy as np
@@ -19,6 +20,9 @@ from bm25s.stopwords import STOPWORDS_EN
 
 from storage import ArtifactRef
 from storage.store import read_table
+from tasks.search.index import DENSE_FILE
+
+Retrieval = Literal["bm25", "dense", "hybrid"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,16 @@ TOOLS_SCHEMA = [
 class SearchTool:
     """bm25s search plus page access over one index artifact."""
 
-    def __init__(self, index_dir: str | Path, snippet_chars: int = 240) -> None:
+    def __init__(
+        self, index_dir: str | Path, snippet_chars: int = 240, retrieval: Retrieval = "bm25"
+    ) -> None:
         index_dir = Path(index_dir)
+        self.retrieval = retrieval
+        self.vectors = None
+        if retrieval != "bm25":
+            if not (index_dir / DENSE_FILE).exists():
+                raise ValueError(f"{retrieval} retrieval needs an index built with dense=True ({index_dir})")
+            self.vectors = np.load(index_dir / DENSE_FILE)
         self.retriever = bm25s.BM25.load(index_dir / "bm25", show_progress=False)
         table = read_table(index_dir)
         self.ids: list[str] = table.column("id").to_pylist()
@@ -92,22 +104,38 @@ class SearchTool:
         """
         k = min(k, len(self.ids))
         todo = sorted({q for q in queries if (q, k) not in self._cache})
-        if todo:
-            tokens = bm25s.tokenize(todo, stopwords="en", return_ids=False, show_progress=False)
+        if todo and self.retrieval != "bm25":
+            from tasks.search.dense import dense_top_k, load_encoder, reciprocal_rank_fusion
+
+            depth = k if self.retrieval == "dense" else max(k * 5, 50)
+            dense = dense_top_k(self.vectors, load_encoder().encode(todo), depth)
+            lexical = self._bm25(todo, depth) if self.retrieval == "hybrid" else None
+            for i, query in enumerate(todo):
+                ranked = (
+                    dense[i] if lexical is None else reciprocal_rank_fusion([lexical[i], dense[i]], depth)
+                )
+                self._cache[(query, k)] = ranked[:k]
+        elif todo:
+            for query, ranked in zip(todo, self._bm25(todo, k), strict=True):
+                self._cache[(query, k)] = ranked
+        return [self._cache[(q, k)] for q in queries]
+
+    def _bm25(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
+        """One batched bm25s call; a query with no indexed word matches nothing."""
+        results: list[list[tuple[int, float]]] = [[] for _ in queries]
+        if queries:
+            tokens = bm25s.tokenize(queries, stopwords="en", return_ids=False, show_progress=False)
             known = [[t for t in query if t in self.vocab] for query in tokens]
             searchable = [i for i, t in enumerate(known) if t]
-            for i, query in enumerate(todo):
-                if not known[i]:
-                    self._cache[(query, k)] = []
             if searchable:
                 docs, scores = self.retriever.retrieve(
                     [known[i] for i in searchable], k=k, show_progress=False, n_threads=1
                 )
                 for row, i in enumerate(searchable):
-                    self._cache[(todo[i], k)] = [
+                    results[i] = [
                         (int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if s > 0
                     ]
-        return [self._cache[(q, k)] for q in queries]
+        return results
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -178,12 +206,12 @@ def open_page(document, argument: str, page_chars: int = PAGE_CHARS) -> str | No
 
 
 @lru_cache(maxsize=4)
-def load_search_tool(index_uri: str) -> SearchTool:
-    return SearchTool(index_uri)
+def load_search_tool(index_uri: str, retrieval: Retrieval = "bm25") -> SearchTool:
+    return SearchTool(index_uri, retrieval=retrieval)
 
 
-def search_tool_for(index: ArtifactRef) -> SearchTool:
-    return load_search_tool(index.uri)
+def search_tool_for(index: ArtifactRef, retrieval: Retrieval = "bm25") -> SearchTool:
+    return load_search_tool(index.uri, retrieval)
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
