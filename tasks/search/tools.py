@@ -10,6 +10,7 @@ import ast
 import operator
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -50,7 +51,7 @@ TOOLS_SCHEMA = [
         "type": "function",
         "function": {
             "name": "open",
-            "description": "Read a whole document by its id.",
+            "description": "Read a document by its id; long ones come in pages ('doc_id page 2').",
             "parameters": {
                 "type": "object",
                 "properties": {"doc_id": {"type": "string"}},
@@ -62,7 +63,7 @@ TOOLS_SCHEMA = [
         "type": "function",
         "function": {
             "name": "calculate",
-            "description": "Evaluate an arithmetic expression (+ - * / ** % and parentheses).",
+            "description": "Evaluate arithmetic (+ - * / ** % and parentheses); ISO dates count as day numbers.",
             "parameters": {
                 "type": "object",
                 "properties": {"expression": {"type": "string"}},
@@ -265,10 +266,23 @@ class CalculationError(ValueError):
     pass
 
 
-def calculate(expression: str) -> float | int:
-    """Evaluate + - * / // % ** on numbers; anything else (names, calls) is refused."""
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def _date_as_day_number(match: re.Match) -> str:
     try:
-        tree = ast.parse(expression.replace(",", "").strip(), mode="eval")
+        return str(date(int(match.group(1)), int(match.group(2)), int(match.group(3))).toordinal())
+    except ValueError as exc:
+        raise CalculationError(f"not a valid date: {match.group(0)}") from exc
+
+
+def calculate(expression: str) -> float | int:
+    """Evaluate + - * / // % ** on numbers; anything else (names, calls) is refused.
+
+    ISO dates (2024-03-01) count as day numbers, so the difference of two dates is in days.
+    """
+    try:
+        tree = ast.parse(_ISO_DATE.sub(_date_as_day_number, expression.replace(",", "").strip()), mode="eval")
     except SyntaxError as exc:
         raise CalculationError(f"not an arithmetic expression: {expression!r}") from exc
 
