@@ -37,13 +37,18 @@ def main() -> None:
     )
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--spread", type=float, default=0.0, help="world.spread: facts on related pages")
+    parser.add_argument("--distractors", type=float, default=0.0, help="world.distractors: near-miss twins")
     parser.add_argument(
         "--world-only", action="store_true", help="generate and write the world only (scale and memory check)"
     )
     args = parser.parse_args()
 
     started = time.perf_counter()
-    world = generate_world(WorldConfig.for_documents(args.docs))
+    config = WorldConfig.for_documents(args.docs).model_copy(
+        update={"spread": args.spread, "distractors": args.distractors}
+    )
+    world = generate_world(config)
     world_s = time.perf_counter() - started
     if args.world_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +103,8 @@ def main() -> None:
         json.dumps(
             {
                 "docs": len(world.documents),
+                "spread": args.spread,
+                "distractors": args.distractors,
                 "queries": len(queries),
                 "world_s": round(world_s, 2),
                 "index_s": round(index_s, 2),

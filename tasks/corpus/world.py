@@ -55,7 +55,7 @@ class WorldConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Seed of the world; the same seed always gives the same world.")
-    countries: int = Field(6, ge=1, le=10_000)
+    countries: int = Field(6, ge=1, le=100_000)
     cities: int = Field(24, ge=2, le=200_000)
     people: int = Field(120, ge=4, le=2_000_000)
     organisations: int = Field(40, ge=2, le=500_000)
