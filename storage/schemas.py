@@ -120,6 +120,12 @@ class Step(Row):
     raw: str = Field("", description="The model's raw text for this step.")
     tokens: int = 0
     latency_s: float = 0.0
+    critic_rating: int | None = Field(
+        None, description="Rate-and-refine: the critic's 1-5 rating of this step."
+    )
+    rejected_json: str = Field(
+        "[]", description="Rate-and-refine: earlier attempts at this step as JSON [{raw, rating, critique}]."
+    )
 
 
 class Trajectory(Row):
@@ -137,6 +143,11 @@ class Trajectory(Row):
     final_answer: str | None = None
     finished: bool = Field(description="True when the agent gave an answer before the turn limit.")
     generated_tokens: int = 0
+    revision: int = Field(
+        0, description="Cut-and-regenerate: 0 for a first rollout, n for its n-th revision."
+    )
+    parent_id: str | None = Field(None, description="The trajectory this revision was cut from.")
+    cut_step: int | None = Field(None, description="Steps kept from the parent before regenerating.")
 
 
 # --- annotation, selection, evaluation -----------------------------------------------------------

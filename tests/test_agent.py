@@ -7,33 +7,22 @@ from tasks.agent.loop import AgentConfig, run_agent
 from tasks.agent.oracle import oracle_trajectory
 from tasks.agent.protocol import INVALID_ACTION_FEEDBACK, parse_turn
 from tasks.judge.annotate import annotate
-from tasks.llm.hf import Generation, cut_at_stop
+from tasks.llm.hf import cut_at_stop
 from tasks.search.tools import SearchTool
 from tasks.synthesis.two_hop import load_tasks
+from tests.policies import StatePolicy
 
 
-class ScriptedPolicy:
-    """Replies from a script per task question; records every batch it is asked to generate."""
+class ScriptedPolicy(StatePolicy):
+    """Replies from a script per task question, one reply per turn (the last one repeats)."""
 
     def __init__(self, script):
-        self.script = script
-        self.batches = []
-
-    def render(self, messages):
-        return json.dumps(messages)
-
-    def count_tokens(self, text):
-        return len(text) // 4
-
-    def generate(self, prompts, *, max_new_tokens, temperature, seed, stop):
-        self.batches.append(len(prompts))
-        out = []
-        for prompt in prompts:
-            messages = json.loads(prompt)
+        def reply(messages, seed):
             turn = sum(m["role"] == "assistant" for m in messages)
-            replies = self.script(messages[1]["content"])
-            out.append(Generation(text=replies[min(turn, len(replies) - 1)], tokens=5, latency_s=0.01))
-        return out
+            replies = script(messages[1]["content"])
+            return replies[min(turn, len(replies) - 1)]
+
+        super().__init__(reply)
 
 
 def test_parse_turn():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
@@ -26,6 +26,9 @@ from tasks.agent.protocol import (
 from tasks.llm.hf import Generation
 from tasks.search.tools import TOOLS_SCHEMA, SearchTool
 
+if TYPE_CHECKING:
+    from tasks.judge.critic import StepCritic
+
 
 class Policy(Protocol):
     def render(self, messages: list[dict]) -> str: ...
@@ -37,6 +40,22 @@ class Policy(Protocol):
     ) -> list[Generation]: ...
 
 
+class RefineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["plain", "rate-and-refine", "cut-and-regenerate"] = Field(
+        "plain",
+        description="plain: K samples as generated. rate-and-refine: a critic rates each proposed step "
+        "before it runs and a low one is regenerated with the critique. cut-and-regenerate: a finished "
+        "trajectory is cut at its first flawed step and the rest generated again.",
+    )
+    threshold: int = Field(3, ge=1, le=5, description="A step rated below this (1-5) is refined or cut at.")
+    max_refines: int = Field(2, ge=0, le=10, description="Rate-and-refine: regenerations of one step (M).")
+    max_revisions: int = Field(
+        1, ge=0, le=10, description="Cut-and-regenerate: revisions per trajectory (N)."
+    )
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +65,10 @@ class AgentConfig(BaseModel):
         3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory."
     )
     tools: ToolConfig = Field(default_factory=ToolConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+
+
+REFINE_FEEDBACK = "A reviewer rated that step {rating}/5: {critique} Write a better step."
 
 
 @dataclass
@@ -54,13 +77,35 @@ class _Rollout:
     sample_index: int
     messages: list[dict]
     steps: list[Step] = field(default_factory=list)
+    # len(messages) before each step's assistant message: where a cut at that step truncates
+    marks: list[int] = field(default_factory=list)
     answer: str | None = None
     done: bool = False
     generated_tokens: int = 0
+    revision: int = 0
+    parent: _Rollout | None = None
+    cut_at: int | None = None
+
+    def cut(self, step: int, revision: int) -> _Rollout:
+        """A copy of the first ``step`` steps, to be continued by the policy."""
+        steps = [s.model_copy() for s in self.steps[:step]]
+        return _Rollout(
+            task=self.task,
+            sample_index=self.sample_index,
+            messages=[dict(m) for m in self.messages[: self.marks[step]]],
+            steps=steps,
+            marks=self.marks[:step],
+            generated_tokens=sum(s.tokens for s in steps),
+            revision=revision,
+            parent=self,
+            cut_at=step,
+        )
 
 
-def trajectory_id(policy: str, task_id: str, sample_index: int, temperature: float, seed: int) -> str:
-    key = f"{policy}|{task_id}|{sample_index}|{temperature}|{seed}"
+def trajectory_id(
+    policy: str, task_id: str, sample_index: int, temperature: float, seed: int, revision: int = 0
+) -> str:
+    key = f"{policy}|{task_id}|{sample_index}|{temperature}|{seed}" + (f"|rev{revision}" if revision else "")
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -76,101 +121,225 @@ def run_agent(
     policy_name: str = "policy",
     stage: str = "collect",
     progress: str | None = None,
+    critic: StepCritic | None = None,
 ) -> tuple[list[Trajectory], list[Failure]]:
+    """Roll out every task ``samples_per_task`` times; the refine mode may add critic-steered work.
+
+    With cut-and-regenerate the result holds the first rollouts and every revision (linked by
+    ``parent_id``); with rate-and-refine each step keeps its rejected attempts.
+    """
+    mode = config.refine.mode
+    if mode != "plain" and critic is None:
+        from tasks.judge.critic import ReferenceCritic
+
+        critic = ReferenceCritic(tool, config.tools.top_k)
+    loop = _Loop(
+        policy, tool, config, temperature, seed, stage, critic if mode == "rate-and-refine" else None
+    )
     rollouts = [_Rollout(t, i, initial_messages(t.question)) for t in tasks for i in range(samples_per_task)]
-    failures: list[Failure] = []
-    bar = tqdm(total=config.max_turns, desc=progress, unit="turn", leave=False, disable=progress is None)
-    for turn_index in range(config.max_turns):
-        active = [r for r in rollouts if not r.done]
-        if not active:
-            break
-        prompts = []
-        for rollout in list(active):
-            prompt = policy.render(rollout.messages)
-            if policy.count_tokens(prompt) > config.max_prompt_tokens:
-                rollout.done = True  # context budget spent: the trajectory ends unanswered
-                active.remove(rollout)
-            else:
-                prompts.append(prompt)
-        if not active:
-            break
-        generations = policy.generate(
+    loop.advance(rollouts, progress)
+    finished = list(rollouts)
+    if mode == "cut-and-regenerate":
+        current = rollouts
+        for revision in range(1, config.refine.max_revisions + 1):
+            cuts = [(r, critic.cut_point(r.task, r.steps, config.refine.threshold)) for r in current]
+            current = [r.cut(step, revision) for r, step in cuts if step is not None]
+            if not current:
+                break
+            loop.advance(current, progress and f"{progress} revision {revision}")
+            finished += current
+    return [_trajectory(r, policy_name, temperature, seed) for r in finished], loop.failures
+
+
+def _trajectory(r: _Rollout, policy_name: str, temperature: float, seed: int) -> Trajectory:
+    def tid(rollout: _Rollout) -> str:
+        return trajectory_id(
+            policy_name, rollout.task.id, rollout.sample_index, temperature, seed, rollout.revision
+        )
+
+    return Trajectory(
+        id=tid(r),
+        task_id=r.task.id,
+        policy=policy_name,
+        sample_index=r.sample_index,
+        temperature=temperature,
+        seed=seed,
+        messages_json=json.dumps(r.messages),
+        tools_json=json.dumps(TOOLS_SCHEMA),
+        steps=r.steps,
+        final_answer=r.answer,
+        finished=r.answer is not None,
+        generated_tokens=r.generated_tokens,
+        revision=r.revision,
+        parent_id=tid(r.parent) if r.parent else None,
+        cut_step=r.cut_at,
+    )
+
+
+class _Loop:
+    """The turn loop shared by first rollouts and regenerated suffixes."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        tool: SearchTool,
+        config: AgentConfig,
+        temperature: float,
+        seed: int,
+        stage: str,
+        critic: StepCritic | None,
+    ) -> None:
+        self.policy, self.tool, self.config = policy, tool, config
+        self.temperature, self.seed, self.stage, self.critic = temperature, seed, stage, critic
+        self.failures: list[Failure] = []
+
+    def _generate(self, prompts: list[str], call: int) -> list[Generation]:
+        return self.policy.generate(
             prompts,
-            max_new_tokens=config.max_new_tokens,
-            temperature=temperature,
-            seed=seed * 1009 + turn_index,
+            max_new_tokens=self.config.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed * 1009 + call,
             stop=STOP_STRINGS,
         )
-        for rollout, generation in zip(list(active), generations, strict=True):
-            if generation.error is not None:
-                # The backend gave up on this prompt: the trajectory ends, and the failure is kept.
-                failures.append(
+
+    def advance(self, rollouts: list[_Rollout], progress: str | None) -> None:
+        """Run turns until every rollout answered, hit the turn limit or spent its context budget."""
+        max_turns = self.config.max_turns
+        bar = tqdm(total=max_turns, desc=progress, unit="turn", leave=False, disable=progress is None)
+        for _ in range(max_turns):
+            active = []
+            prompts = []
+            for rollout in rollouts:
+                if rollout.done or len(rollout.steps) >= max_turns:
+                    continue
+                prompt = self.policy.render(rollout.messages)
+                if self.policy.count_tokens(prompt) > self.config.max_prompt_tokens:
+                    rollout.done = True  # context budget spent: the trajectory ends unanswered
+                    continue
+                active.append(rollout)
+                prompts.append(prompt)
+            if not active:
+                break
+            # The seed depends on the step and revision, so a regenerated suffix is a fresh sample.
+            call = len(active[0].steps) + 7919 * active[0].revision
+            generations = self._generate(prompts, call)
+            active, generations = self._drop_failed(active, generations)
+            turns = [parse_turn(g.text) for g in generations]
+            judgements: list = [None] * len(active)
+            attempts: list[list[dict]] = [[] for _ in active]
+            if self.critic is not None:
+                judgements = self._rate_and_refine(active, generations, turns, attempts, call)
+            observations = execute_turns(self.tool, turns, self.config.tools)
+            for i, (rollout, generation, turn, observation) in enumerate(
+                zip(active, generations, turns, observations, strict=True)
+            ):
+                self._record(rollout, generation, turn, observation, judgements[i], attempts[i], len(active))
+            bar.update(1)
+        bar.close()
+
+    def _drop_failed(self, active: list[_Rollout], generations: list[Generation]):
+        kept = []
+        for rollout, generation in zip(active, generations, strict=True):
+            if generation.error is None:
+                kept.append((rollout, generation))
+                continue
+            # The backend gave up on this prompt: the trajectory ends, and the failure is kept.
+            self.failures.append(
+                Failure(
+                    stage=self.stage,
+                    item_id=f"{rollout.task.id}#{rollout.sample_index}#{len(rollout.steps)}",
+                    error_class="GenerationError",
+                    message=generation.error,
+                    raw_output=generation.text,
+                )
+            )
+            rollout.done = True
+        return [r for r, _ in kept], [g for _, g in kept]
+
+    def _rate_and_refine(self, active, generations, turns, attempts, call):
+        """Rate each proposed step; regenerate those below the threshold with the critique, M times."""
+        refine = self.config.refine
+        judgements = self.critic.rate([(r.task, r.steps, t) for r, t in zip(active, turns, strict=True)])
+        pending = [i for i, j in enumerate(judgements) if j.rating < refine.threshold]
+        for attempt in range(refine.max_refines):
+            if not pending:
+                break
+            prompts = [
+                self.policy.render(
+                    [
+                        *active[i].messages,
+                        {"role": "assistant", "content": generations[i].text},
+                        {
+                            "role": "user",
+                            "content": REFINE_FEEDBACK.format(
+                                rating=judgements[i].rating, critique=judgements[i].critique
+                            ),
+                        },
+                    ]
+                )
+                for i in pending
+            ]
+            retries = self._generate(prompts, call + 104729 * (attempt + 1))
+            still = []
+            for i, retry in zip(pending, retries, strict=True):
+                if retry.error is not None:
+                    continue  # keep the last attempt; the backend gave up on the retry
+                attempts[i].append(
+                    {
+                        "raw": generations[i].text,
+                        "rating": judgements[i].rating,
+                        "critique": judgements[i].critique,
+                    }
+                )
+                generations[i] = Generation(
+                    text=retry.text,
+                    tokens=generations[i].tokens + retry.tokens,
+                    latency_s=generations[i].latency_s + retry.latency_s,
+                )
+                turns[i] = parse_turn(retry.text)
+                still.append(i)
+            for i, judgement in zip(
+                still,
+                self.critic.rate([(active[i].task, active[i].steps, turns[i]) for i in still]),
+                strict=True,
+            ):
+                judgements[i] = judgement
+            pending = [i for i in still if judgements[i].rating < refine.threshold]
+        return judgements
+
+    def _record(self, rollout, generation, turn, observation, judgement, attempts, batch_size) -> None:
+        rollout.generated_tokens += generation.tokens
+        rollout.marks.append(len(rollout.messages))
+        rollout.messages.append(assistant_message(turn, generation.text))
+        step = Step(
+            index=len(rollout.steps),
+            thought=turn.thought,
+            action=turn.action,
+            argument=turn.argument,
+            raw=generation.text,
+            tokens=generation.tokens,
+            latency_s=generation.latency_s / max(batch_size, 1),
+            critic_rating=judgement.rating if judgement is not None else None,
+            rejected_json=json.dumps(attempts),
+        )
+        if turn.action == "answer":
+            rollout.answer = turn.argument
+            rollout.done = True
+        elif turn.action == "invalid":
+            step.observation = INVALID_ACTION_FEEDBACK
+            rollout.messages.append({"role": "user", "content": INVALID_ACTION_FEEDBACK})
+        else:
+            step.observation = observation.text
+            step.retrieved_doc_ids = observation.doc_ids
+            rollout.messages.append({"role": "tool", "name": turn.action, "content": observation.text})
+            if observation.error:
+                self.failures.append(
                     Failure(
-                        stage=stage,
-                        item_id=f"{rollout.task.id}#{rollout.sample_index}#{len(rollout.steps)}",
-                        error_class="GenerationError",
-                        message=generation.error,
+                        stage=self.stage,
+                        item_id=f"{rollout.task.id}#{rollout.sample_index}#{step.index}",
+                        error_class=observation.error,
+                        message=observation.text,
                         raw_output=generation.text,
                     )
                 )
-                rollout.done = True
-        generations = [g for g in generations if g.error is None]
-        active = [r for r in active if not r.done]
-        turns = [parse_turn(g.text) for g in generations]
-        observations = execute_turns(tool, turns, config.tools)
-        for rollout, generation, turn, observation in zip(
-            active, generations, turns, observations, strict=True
-        ):
-            rollout.generated_tokens += generation.tokens
-            rollout.messages.append(assistant_message(turn, generation.text))
-            step = Step(
-                index=len(rollout.steps),
-                thought=turn.thought,
-                action=turn.action,
-                argument=turn.argument,
-                raw=generation.text,
-                tokens=generation.tokens,
-                latency_s=generation.latency_s / max(len(active), 1),
-            )
-            if turn.action == "answer":
-                rollout.answer = turn.argument
-                rollout.done = True
-            elif turn.action == "invalid":
-                step.observation = INVALID_ACTION_FEEDBACK
-                rollout.messages.append({"role": "user", "content": INVALID_ACTION_FEEDBACK})
-            else:
-                step.observation = observation.text
-                step.retrieved_doc_ids = observation.doc_ids
-                rollout.messages.append({"role": "tool", "name": turn.action, "content": observation.text})
-                if observation.error:
-                    failures.append(
-                        Failure(
-                            stage=stage,
-                            item_id=f"{rollout.task.id}#{rollout.sample_index}#{step.index}",
-                            error_class=observation.error,
-                            message=observation.text,
-                            raw_output=generation.text,
-                        )
-                    )
-            rollout.steps.append(step)
-        bar.update(1)
-    bar.close()
-    tools_json = json.dumps(TOOLS_SCHEMA)
-    trajectories = [
-        Trajectory(
-            id=trajectory_id(policy_name, r.task.id, r.sample_index, temperature, seed),
-            task_id=r.task.id,
-            policy=policy_name,
-            sample_index=r.sample_index,
-            temperature=temperature,
-            seed=seed,
-            messages_json=json.dumps(r.messages),
-            tools_json=tools_json,
-            steps=r.steps,
-            final_answer=r.answer,
-            finished=r.answer is not None,
-            generated_tokens=r.generated_tokens,
-        )
-        for r in rollouts
-    ]
-    return trajectories, failures
+        rollout.steps.append(step)
