@@ -3,6 +3,7 @@
     trailforge run [--collect.samples-per-task 4 --train.max-steps 40 ...]
     trailforge artifacts [--kind checkpoint] [--stage train]
     trailforge lineage ID
+    trailforge explain ID
     trailforge runs
     trailforge failures [--stage collect-shard]
     trailforge corpus PATH [--format jsonl --id-field doc_id ...]
@@ -131,6 +132,15 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from flows.explain import explain
+    from storage import ArtifactStore
+
+    lines = explain(args.id, ArtifactStore(args.home), _catalog(args.home))
+    print("\n".join(lines))
+    return 1 if lines[0].startswith("no artifact") else 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     rows = _catalog(args.home).query("SELECT * FROM runs ORDER BY started_at")
     for row in rows:
@@ -248,6 +258,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
     lineage.add_argument("id")
     lineage.add_argument("--home")
+    explain = commands.add_parser("explain", help="why an artifact is (or would be) reused or recomputed")
+    explain.add_argument("id")
+    explain.add_argument("--home")
     corpus = commands.add_parser("corpus", help="validate, store and index a user corpus")
     corpus.add_argument("path", help="a file, a directory of files, a glob, or a dataset")
     corpus.add_argument("--home")
@@ -271,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "artifacts": cmd_artifacts,
         "lineage": cmd_lineage,
+        "explain": cmd_explain,
         "runs": cmd_runs,
         "failures": cmd_failures,
         "corpus": cmd_corpus,

@@ -98,3 +98,23 @@ def test_bulk_insert_through_arrow(tmp_path):
     catalog.record_artifacts(artifacts, edges)
     assert catalog.counts()["artifacts"] == n
     assert max(r["depth"] for r in catalog.ancestors(f"a{n - 1}", max_depth=50)) == 50
+
+
+def _first_writer(path: str, worker: int, barrier) -> None:
+    catalog = Catalog(path)
+    barrier.wait()  # every process opens the not-yet-existing file at once
+    catalog.record(ArtifactRef(id=f"first-{worker}", kind="tasks", stage="s", uri="u"))
+
+
+def test_processes_creating_the_catalog_together_lose_nothing(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for trial in range(25):
+        path = str(tmp_path / f"new-{trial}.duckdb")
+        barrier = context.Barrier(4)
+        workers = [context.Process(target=_first_writer, args=(path, w, barrier)) for w in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+            assert w.exitcode == 0
+        assert Catalog(path).counts()["artifacts"] == 4, f"trial {trial}"

@@ -59,3 +59,27 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
     assert after["artifacts"] == counts["artifacts"] and after["edges"] == counts["edges"]
     assert after["runs"] == 2
     assert {r["state"] for r in catalog.query("SELECT state FROM runs")} == {"Completed"}
+
+
+@pytest.mark.slow
+def test_explain_says_why_an_artifact_is_reused_or_rebuilt(prefect_harness, tmp_path, capsys):
+    import shutil
+
+    from flows.cli import main
+
+    config = PipelineConfig.model_validate(
+        {**TINY, "home": str(tmp_path), "synthesis": {"train_tasks": 3, "eval_tasks": 2}}
+    )
+    pipeline(config)
+    catalog = Catalog(ArtifactStore(tmp_path).catalog_path)
+    annotations = catalog.artifacts(kind="annotations")[0]
+    assert main(["explain", annotations["id"], "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "reuses it" in out and "input trajectories[0]" in out and "input trajectories[1]" in out
+
+    selection = catalog.artifacts(kind="selection")[0]
+    shutil.rmtree(ArtifactStore(tmp_path).path("annotations", annotations["id"]))
+    assert main(["explain", selection["id"], "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "would recompute it" in out and f"input annotations ({annotations['id']}) is missing" in out
+    assert main(["explain", "nope", "--home", str(tmp_path)]) == 1
