@@ -88,9 +88,15 @@ def cmd_run(args: argparse.Namespace, dests: dict) -> int:
     except ValidationError as error:
         print(format_validation_error(error), file=sys.stderr)
         return 2
-    from flows.pipeline import pipeline
+    from flows.pipeline import PIPELINE_STAGES, pipeline
 
-    report = pipeline(config)
+    if args.from_stage and args.from_stage not in PIPELINE_STAGES:
+        print(
+            f"--from-stage: unknown stage {args.from_stage!r}; choose from {', '.join(PIPELINE_STAGES)}",
+            file=sys.stderr,
+        )
+        return 2
+    report = pipeline(config, from_stage=args.from_stage)
     print("\nStages:")
     print(report.stage_lines())
     print(f"\n{report.computed} stages ran, {report.cache_hits} were cache hits ({report.seconds:.0f}s).")
@@ -243,6 +249,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline (stages already in the store are reused)")
     dests = add_config_flags(run)
+    run.add_argument(
+        "--from-stage",
+        metavar="STAGE",
+        help="rebuild this stage and everything downstream of it (the rest is reused)",
+    )
     for name, help_text in [
         ("artifacts", "list artifacts"),
         ("runs", "list flow runs"),

@@ -21,10 +21,29 @@ from tasks.agent.collect import MergeConfig, ShardConfig
 from tasks.agent.oracle import OracleConfig
 from tasks.evaluate.summary import load_summary
 
+PIPELINE_STAGES = (
+    "world",
+    "index",
+    "synthesize",
+    "base-model",
+    "collect-oracle",
+    "evaluate",
+    "collect-shard",
+    "merge-trajectories",
+    "annotate",
+    "select",
+    "train",
+)
+
 
 @flow(name="trailforge-pipeline")
-def pipeline(config: PipelineConfig | None = None) -> RoundReport:
+def pipeline(config: PipelineConfig | None = None, from_stage: str | None = None) -> RoundReport:
+    """The whole pipeline; ``from_stage`` rebuilds that stage and everything downstream of it."""
     config = config or PipelineConfig()
+    if from_stage is not None and from_stage not in PIPELINE_STAGES:
+        raise ValueError(
+            f"from_stage {from_stage!r} is not a pipeline stage; choose from {', '.join(PIPELINE_STAGES)}"
+        )
     started = time.perf_counter()
     logger = get_run_logger()
     logger.info("config: %s", config.model_dump_json())
@@ -33,7 +52,7 @@ def pipeline(config: PipelineConfig | None = None) -> RoundReport:
     flow_run_id = str(get_run_context().flow_run.id)
     catalog.record_run(flow_run_id, "trailforge-pipeline", config.model_dump(mode="json"), "Running")
     try:
-        report = _run_pipeline(config, StageRunner(store, catalog, flow_run_id), started)
+        report = _run_pipeline(config, StageRunner(store, catalog, flow_run_id, from_stage), started)
     except BaseException:
         catalog.record_run(flow_run_id, "trailforge-pipeline", config.model_dump(mode="json"), "Failed")
         raise

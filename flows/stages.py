@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from storage import ArtifactRef, ArtifactStore, Catalog, canonical_json
 from storage.schemas import Failure
 from storage.store import read_rows
-from tasks.stage import Inputs, run_stage
+from tasks.stage import Inputs, get_stage, input_ids, run_stage, stage_artifact_id
 
 
 @dataclass
@@ -33,13 +33,23 @@ class StageRunner:
     store: ArtifactStore
     catalog: Catalog
     flow_run_id: str | None = None
+    from_stage: str | None = None
     events: list[StageEvent] = field(default_factory=list)
+    recomputed: set[str] = field(default_factory=set)
 
     def __call__(
         self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None
     ) -> ArtifactRef:
         started = time.perf_counter()
         task = run_stage.with_options(name=stage, task_run_name=label or stage)
+        if stage == self.from_stage or set(input_ids(inputs).values()) & self.recomputed:
+            # --from-stage: this stage and everything downstream of it is built again.
+            aid = stage_artifact_id(
+                get_stage(stage), get_stage(stage).config_model.model_validate(config), inputs
+            )
+            self.store.remove(get_stage(stage).kind, aid)
+            task = task.with_options(refresh_cache=True)
+            self.recomputed.add(aid)
         state = task(stage, str(self.store.root), config, inputs, return_state=True)
         ref: ArtifactRef = state.result()
         reused = ref.reused or state.name == "Cached"

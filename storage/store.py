@@ -96,6 +96,17 @@ class ArtifactStore:
             shutil.rmtree(work, ignore_errors=True)
             raise
 
+    def remove(self, kind: str, artifact_id: str) -> bool:
+        """Unpublish an artifact: renamed out of sight in one step, then deleted."""
+        path = self.path(kind, artifact_id)
+        if not path.exists():
+            return False
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        doomed = self.tmp / f"removed-{artifact_id}.{uuid.uuid4().hex[:8]}"
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
     def sweep_tmp(self) -> int:
         """Delete temporary directories left by killed writers; they were never visible."""
         if not self.tmp.exists():

@@ -60,6 +60,19 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
     assert after["runs"] == 2
     assert {r["state"] for r in catalog.query("SELECT state FROM runs")} == {"Completed"}
 
+    # --from-stage annotate: annotate and everything downstream is rebuilt, the rest reused.
+    store = ArtifactStore(tmp_path)
+    annotations = catalog.artifacts(kind="annotations")[0]["id"]
+    stamp = (store.path("annotations", annotations) / "_meta.json").stat().st_mtime_ns
+    third = pipeline(config, from_stage="annotate")
+    ran = {e["stage"] for e in third.stages if not e["reused"]}
+    assert ran == {"annotate r1", "select r1", "train r1", "evaluate r1"}
+    assert (store.path("annotations", annotations) / "_meta.json").stat().st_mtime_ns > stamp
+    assert [s.model_dump() for s in third.rounds] == [s.model_dump() for s in first.rounds]
+    assert catalog.counts()["artifacts"] == counts["artifacts"]  # same ids: rebuilt, not duplicated
+    with pytest.raises(ValueError, match="not a pipeline stage"):
+        pipeline(config, from_stage="nope")
+
 
 @pytest.mark.slow
 def test_explain_says_why_an_artifact_is_reused_or_rebuilt(prefect_harness, tmp_path, capsys):
