@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactStore
 from storage.store import read_table, write_table
+from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.hf import load_generator
-from tasks.search.tools import search_tool_for
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
 
@@ -42,7 +42,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
     model = inputs["model"]
     trajectories, failures = run_agent(
         load_generator(model.uri),
-        search_tool_for(inputs["index"], config.agent.tools.retrieval),
+        tool_for(inputs["index"], config.agent.tools),
         shard,
         config=config.agent,
         samples_per_task=config.samples_per_task,

@@ -3,23 +3,51 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage import ArtifactRef
 from tasks.agent.protocol import ParsedTurn
-from tasks.search.tools import CalculationError, Hit, Retrieval, SearchTool, calculate, split_page_argument
+from tasks.search.client import RemoteSearchTool
+from tasks.search.tools import (
+    CalculationError,
+    Hit,
+    Retrieval,
+    SearchTool,
+    calculate,
+    search_tool_for,
+    split_page_argument,
+)
 
 
 class ToolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     top_k: int = Field(2, ge=1, le=50, description="Search results shown per query.")
+    retriever_url: str | None = Field(
+        None,
+        description="A Search-R1-compatible retriever server (POST /retrieve, /access) to search "
+        "instead of the local index, e.g. http://127.0.0.1:8000.",
+    )
     retrieval: Retrieval = Field(
         "bm25", description="bm25, dense or hybrid (dense and hybrid need index.dense)."
     )
     max_observation_chars: int = Field(
         900, ge=50, le=100_000, description="Observations are cut to this length."
     )
+
+
+def tool_for(index: ArtifactRef, config: ToolConfig) -> SearchTool | RemoteSearchTool:
+    """The search tool a stage's agent uses: the local index, or the configured retriever server."""
+    if config.retriever_url:
+        return _remote_tool(config.retriever_url)
+    return search_tool_for(index, config.retrieval)
+
+
+@lru_cache(maxsize=4)
+def _remote_tool(url: str) -> RemoteSearchTool:
+    return RemoteSearchTool(url)
 
 
 @dataclass

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import ArtifactStore
 from storage.schemas import Failure, Hop, Step, Task, Trajectory
 from storage.store import write_table
-from tasks.agent.environment import ToolConfig, execute_turns
+from tasks.agent.environment import ToolConfig, execute_turns, tool_for
 from tasks.agent.loop import trajectory_id
 from tasks.agent.protocol import ParsedTurn, assistant_message, initial_messages
 from tasks.corpus.world import RELATIONS
-from tasks.search.tools import TOOLS_SCHEMA, SearchTool, search_tool_for
+from tasks.search.tools import TOOLS_SCHEMA, SearchTool
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
 
@@ -98,7 +98,7 @@ def _append(messages: list[dict], steps: list[Step], turn: ParsedTurn, observati
 
 
 def produce_oracle(work: Path, config: OracleConfig, inputs: Inputs, store: ArtifactStore) -> None:
-    tool = search_tool_for(inputs["index"], config.tools.retrieval)
+    tool = tool_for(inputs["index"], config.tools)
     trajectories, failures = [], []
     for task in load_tasks(inputs["tasks"], config.split):
         trajectory, found_all = oracle_trajectory(task, tool, config.tools)

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import ArtifactStore
 from storage.schemas import EvalRow, EvalSummary, Task, Trajectory
 from storage.store import read_rows, write_table
+from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.hf import load_generator
 from tasks.rewards.outcome import exact_match, token_f1
-from tasks.search.tools import search_tool_for
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
 
@@ -103,7 +103,7 @@ def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: Ar
     model = inputs["model"]
     trajectories, rows, summary = evaluate_policy(
         load_generator(model.uri),
-        search_tool_for(inputs["index"], config.agent.tools.retrieval),
+        tool_for(inputs["index"], config.agent.tools),
         load_tasks(inputs["tasks"], "eval"),
         config,
         model.id,
