@@ -8,6 +8,8 @@
     trailforge failures [--stage collect-shard]
     trailforge corpus PATH [--format jsonl --id-field doc_id ...]
     trailforge serve-retriever (--index ID | --corpus PATH) [--port 8000]
+    trailforge refresh PATH [--format jsonl ...]
+    trailforge serve [--corpus PATH --refresh-cron "0 3 * * *"]
 
 Every field of the pipeline's parameter model is a ``--section.field`` flag of ``run``; values are
 validated before anything runs, and an error names the flag.
@@ -242,6 +244,46 @@ def cmd_serve_retriever(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from flows.refresh import RefreshConfig, refresh
+    from tasks.corpus.user import CorpusError
+
+    try:
+        config = RefreshConfig(corpus=corpus_config_from_args(args), home=args.home)
+        result = refresh(config)
+    except (CorpusError, ValidationError) as error:
+        print(
+            format_validation_error(error) if isinstance(error, ValidationError) else error, file=sys.stderr
+        )
+        return 2
+    state = "changed: rebuilt" if result.changed else "unchanged: nothing to do"
+    print(f"{args.path}: {state} (corpus {result.corpus_id}, index {result.index_id}, {result.seconds:.1f}s)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the flows as deployments from this process, against the configured Prefect server."""
+    from prefect import serve
+
+    from flows.pipeline import pipeline
+    from flows.refresh import refresh
+
+    deployments = [pipeline.to_deployment(name="pipeline", description="The whole pipeline.")]
+    if args.corpus:
+        args.path = args.corpus
+        corpus = corpus_config_from_args(args).model_dump()
+        deployments.append(
+            refresh.to_deployment(
+                name="refresh",
+                cron=args.refresh_cron,
+                parameters={"config": {"corpus": corpus, "home": args.home}},
+                description=f"Re-index {args.corpus} when its files change.",
+            )
+        )
+    serve(*deployments, limit=args.limit)
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(
         prog="trailforge", description="Deep-search agent data and training pipeline."
@@ -276,6 +318,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     corpus.add_argument("path", help="a file, a directory of files, a glob, or a dataset")
     corpus.add_argument("--home")
     add_corpus_flags(corpus)
+    refresh = commands.add_parser("refresh", help="rebuild a user corpus's artifacts if its files changed")
+    refresh.add_argument("path")
+    refresh.add_argument("--home")
+    add_corpus_flags(refresh)
+    serve = commands.add_parser("serve", help="serve the flows as Prefect deployments (UI runs, schedules)")
+    serve.add_argument("--corpus", help="also serve a scheduled refresh deployment for this corpus")
+    serve.add_argument("--refresh-cron", default="0 3 * * *", help="refresh schedule (default: daily 03:00)")
+    serve.add_argument("--limit", type=int, default=None, help="flow runs at once in this process")
+    serve.add_argument("--home")
+    add_corpus_flags(serve)
     retriever = commands.add_parser(
         "serve-retriever", help="serve an index over HTTP with Search-R1's /retrieve (and /access)"
     )
@@ -300,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "failures": cmd_failures,
         "corpus": cmd_corpus,
         "serve-retriever": cmd_serve_retriever,
+        "refresh": cmd_refresh,
+        "serve": cmd_serve,
     }
     if args.command == "run":
         return cmd_run(args, dests)

@@ -36,6 +36,14 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
         "checkpoint",
         "evaluation",
     } <= kinds
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts()
+    progress = [a for a in published if a.type == "progress" and "collect shard" in (a.description or "")]
+    assert len(progress) >= 2 and all(a.data == 100.0 for a in progress)  # one per shard, finished
+    assert {"round-report", "stage-summary"} <= {a.key for a in published}
+
     checkpoint = catalog.artifacts(kind="checkpoint")[0]["id"]
     ancestor_stages = {row["stage"] for row in catalog.ancestors(checkpoint)}
     assert {

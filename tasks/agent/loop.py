@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
@@ -206,6 +209,7 @@ class _Loop:
         """Run turns until every rollout answered, hit the turn limit or spent its context budget."""
         max_turns = self.config.max_turns
         bar = tqdm(total=max_turns, desc=progress, unit="turn", leave=False, disable=progress is None)
+        ui_progress = PrefectProgress(progress) if progress else None
         for _ in range(max_turns):
             active = []
             prompts = []
@@ -235,7 +239,11 @@ class _Loop:
             ):
                 self._record(rollout, generation, turn, observation, judgements[i], attempts[i], len(active))
             bar.update(1)
+            if ui_progress:
+                ui_progress.update(bar.n / max_turns)
         bar.close()
+        if ui_progress:
+            ui_progress.update(1.0)
 
     def _drop_failed(self, active: list[_Rollout], generations: list[Generation]):
         kept = []
@@ -343,3 +351,24 @@ class _Loop:
                     )
                 )
         rollout.steps.append(step)
+
+
+class PrefectProgress:
+    """A progress artifact in the Prefect UI while a stage runs inside a Prefect task."""
+
+    def __init__(self, description: str) -> None:
+        self.artifact_id = None
+        try:
+            if TaskRunContext.get() is not None:
+                self.artifact_id = create_progress_artifact(0.0, description=description)
+        except Exception as exc:  # the UI is a view: losing it must not stop collection
+            logging.getLogger(__name__).warning("no progress artifact for %s: %s", description, exc)
+
+    def update(self, fraction: float) -> None:
+        if self.artifact_id is None:
+            return
+        try:
+            update_progress_artifact(self.artifact_id, round(100 * fraction, 1))
+        except Exception as exc:
+            logging.getLogger(__name__).warning("progress artifact update failed: %s", exc)
+            self.artifact_id = None

@@ -1,0 +1,36 @@
+"""The refresh flow: an unchanged corpus is a quick no-op; a changed one is rebuilt and linked."""
+
+import time
+
+from flows.refresh import RefreshConfig, refresh
+from storage import ArtifactStore, Catalog
+from tasks.corpus.user import CorpusConfig
+
+
+def test_refresh_rebuilds_only_when_the_corpus_changes(prefect_harness, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.jsonl").write_text(
+        '{"id": "1", "title": "Alder", "text": "Alder Mill stands on the river."}\n'
+    )
+    config = RefreshConfig(corpus=CorpusConfig(path=str(docs)), home=str(tmp_path / "home"))
+    store = ArtifactStore(config.home)
+    catalog = Catalog(store.catalog_path)
+
+    first = refresh(config)
+    assert first.changed and store.exists("corpus", first.corpus_id) and store.exists("index", first.index_id)
+    before = (catalog.counts(), sorted(p.name for p in store.artifacts.rglob("_meta.json")))
+
+    started = time.perf_counter()
+    again = refresh(config)
+    assert time.perf_counter() - started < 15
+    assert not again.changed and (again.corpus_id, again.index_id) == (first.corpus_id, first.index_id)
+    assert (catalog.counts(), sorted(p.name for p in store.artifacts.rglob("_meta.json"))) == before
+
+    (docs / "a.jsonl").write_text(
+        '{"id": "1", "title": "Alder", "text": "Alder Mill burned down in 1911."}\n'
+    )
+    changed = refresh(config)
+    assert changed.changed and changed.corpus_id != first.corpus_id and changed.index_id != first.index_id
+    edges = catalog.query("SELECT parent, role FROM edges WHERE child = ?", [changed.corpus_id])
+    assert edges == [{"parent": first.corpus_id, "role": "supersedes"}]
