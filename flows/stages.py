@@ -44,10 +44,9 @@ class StageRunner:
         task = run_stage.with_options(name=stage, task_run_name=label or stage)
         if stage == self.from_stage or set(input_ids(inputs).values()) & self.recomputed:
             # --from-stage: this stage and everything downstream of it is built again.
-            aid = stage_artifact_id(
-                get_stage(stage), get_stage(stage).config_model.model_validate(config), inputs
-            )
-            self.store.remove(get_stage(stage).kind, aid)
+            definition = get_stage(stage)
+            aid = stage_artifact_id(definition, definition.config_model.model_validate(config), inputs)
+            self.store.remove(definition.kind, aid)
             task = task.with_options(refresh_cache=True)
             self.recomputed.add(aid)
         state = task(stage, str(self.store.root), config, inputs, return_state=True)
