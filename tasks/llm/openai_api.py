@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import time
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.llm.hf import Generation, cut_at_stop
-
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+from tasks.retry import RETRYABLE_STATUS, backoff_delay
 
 
 class OpenAIConfig(BaseModel):
@@ -103,9 +101,7 @@ class OpenAIGenerator:
         started = time.perf_counter()
         problem = ""
         for attempt in range(self.config.max_retries + 1):
-            delay = min(self.config.max_backoff_s, self.config.backoff_s * 2**attempt) * (
-                0.5 + random.random()
-            )
+            delay = backoff_delay(attempt, self.config.backoff_s, self.config.max_backoff_s)
             self.requests_sent += 1
             try:
                 response = await client.post("/chat/completions", json=body)

@@ -9,15 +9,13 @@ the same whichever retriever answers.
 
 from __future__ import annotations
 
-import random
 import time
 
 import httpx
 
+from tasks.retry import RETRYABLE_STATUS, backoff_delay
 from tasks.search.server import split_contents
 from tasks.search.tools import Hit, open_page, query_biased_snippet, query_terms
-
-RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 class RetrieverError(RuntimeError):
@@ -55,7 +53,7 @@ class RemoteSearchTool:
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if attempt < self.max_retries:
-                time.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
+                time.sleep(backoff_delay(attempt, self.backoff_s))
         raise RetrieverError(f"{self.url}{path} failed after {self.max_retries + 1} attempts ({problem})")
 
     def search_documents(self, queries: list[str], k: int = 3) -> list[list[tuple[str, str, str, float]]]:
