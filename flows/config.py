@@ -10,6 +10,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.orchestration import OrchestrationConfig
 from tasks.agent.collect import SamplingConfig
 from tasks.corpus.world import WorldConfig
 from tasks.evaluate.summary import EvalConfig
@@ -41,6 +42,10 @@ class PipelineConfig(BaseModel):
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    orchestration: OrchestrationConfig = Field(
+        default_factory=OrchestrationConfig,
+        description="Where stages run (thread pool or Dask) and the concurrency limit guarding models.",
+    )
 
     @property
     def n_shards(self) -> int:

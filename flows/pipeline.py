@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
 from flows.config import PipelineConfig
+from flows.orchestration import check_concurrency_limit, make_task_runner
 from flows.report import RoundReport, build_report
 from flows.stages import StageRunner
 from storage import ArtifactStore, Catalog
@@ -51,8 +52,18 @@ def pipeline(config: PipelineConfig | None = None, from_stage: str | None = None
     catalog = Catalog(store.catalog_path)
     flow_run_id = str(get_run_context().flow_run.id)
     catalog.record_run(flow_run_id, "trailforge-pipeline", config.model_dump(mode="json"), "Running")
+    check_concurrency_limit(config.orchestration.concurrency_limit)
     try:
-        report = _run_pipeline(config, StageRunner(store, catalog, flow_run_id, from_stage), started)
+        with make_task_runner(config.orchestration) as task_runner:
+            runner = StageRunner(
+                store,
+                catalog,
+                flow_run_id,
+                from_stage,
+                task_runner=task_runner,
+                concurrency_limit=config.orchestration.concurrency_limit,
+            )
+            report = _run_pipeline(config, runner, started)
     except BaseException:
         catalog.record_run(flow_run_id, "trailforge-pipeline", config.model_dump(mode="json"), "Failed")
         raise
@@ -79,19 +90,22 @@ def _run_pipeline(config: PipelineConfig, run: StageRunner, started: float) -> R
 
     sampling = config.collect.model_dump(exclude={"shard_size"})
     for round_index in range(1, config.rounds + 1):
-        shards = [
-            run(
-                "collect-shard",
-                ShardConfig(
-                    **{**sampling, "seed": config.collect.seed + round_index - 1},
-                    shard_index=k,
-                    shard_size=config.collect.shard_size,
-                ),
-                {"model": policy, "tasks": tasks, "index": index},
-                f"collect r{round_index} shard {k + 1}/{config.n_shards}",
-            )
-            for k in range(config.n_shards)
-        ]
+        # Shards are submitted together: the task runner runs as many at once as it has workers.
+        shards = run.map(
+            "collect-shard",
+            [
+                (
+                    ShardConfig(
+                        **{**sampling, "seed": config.collect.seed + round_index - 1},
+                        shard_index=k,
+                        shard_size=config.collect.shard_size,
+                    ),
+                    {"model": policy, "tasks": tasks, "index": index},
+                    f"collect r{round_index} shard {k + 1}/{config.n_shards}",
+                )
+                for k in range(config.n_shards)
+            ],
+        )
         trajectories = run("merge-trajectories", MergeConfig(), {"shards": shards}, f"merge r{round_index}")
         # 5-6: annotate every trajectory, keep the best (oracle demonstrations where none qualify)
         pool = {"tasks": tasks, "trajectories": [trajectories, oracle]}

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner
 from pydantic import BaseModel
 
 from storage import ArtifactRef, ArtifactStore, Catalog, canonical_json
@@ -29,40 +31,76 @@ class StageEvent:
 
 
 @dataclass
+class PendingStage:
+    """A stage handed to the task runner; :meth:`StageRunner.wait` records it once it finishes."""
+
+    stage: str
+    label: str
+    config: BaseModel
+    inputs: Inputs
+    future: PrefectFuture
+    started: float
+
+
+@dataclass
 class StageRunner:
     store: ArtifactStore
     catalog: Catalog
     flow_run_id: str | None = None
     from_stage: str | None = None
+    task_runner: TaskRunner | None = None
+    concurrency_limit: str | None = None
     events: list[StageEvent] = field(default_factory=list)
     recomputed: set[str] = field(default_factory=set)
 
     def __call__(
         self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None
     ) -> ArtifactRef:
-        started = time.perf_counter()
+        return self.wait(self.submit(stage, config, inputs, label))
+
+    def map(self, stage: str, items: list[tuple[BaseModel, Inputs, str]]) -> list[ArtifactRef]:
+        """Submit every (config, inputs, label) at once, so the task runner runs them in parallel."""
+        pending = [self.submit(stage, config, inputs, label) for config, inputs, label in items]
+        return [self.wait(p) for p in pending]
+
+    def submit(
+        self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None, refresh: bool = False
+    ) -> PendingStage:
         task = run_stage.with_options(name=stage, task_run_name=label or stage)
-        if stage == self.from_stage or set(input_ids(inputs).values()) & self.recomputed:
+        if refresh or stage == self.from_stage or set(input_ids(inputs).values()) & self.recomputed:
             # --from-stage: this stage and everything downstream of it is built again.
             definition = get_stage(stage)
             aid = stage_artifact_id(definition, definition.config_model.model_validate(config), inputs)
             self.store.remove(definition.kind, aid)
             task = task.with_options(refresh_cache=True)
-            self.recomputed.add(aid)
-        state = task(stage, str(self.store.root), config, inputs, return_state=True)
+            if not refresh:
+                self.recomputed.add(aid)
+        parameters = {
+            "name": stage,
+            "store_root": str(self.store.root),
+            "config": config,
+            "inputs": inputs,
+            "concurrency_limit": self.concurrency_limit,
+        }
+        future = self.task_runner.submit(task, parameters) if self.task_runner else task.submit(**parameters)
+        return PendingStage(stage, label or stage, config, inputs, future, time.perf_counter())
+
+    def wait(self, pending: PendingStage) -> ArtifactRef:
+        pending.future.wait()
+        state = pending.future.state
         ref: ArtifactRef = state.result()
         reused = ref.reused or state.name == "Cached"
         if not Path(ref.uri).is_dir():
             # Prefect remembered a result whose artifact was deleted since: build it again.
-            state = task.with_options(refresh_cache=True)(
-                stage, str(self.store.root), config, inputs, return_state=True
-            )
+            retry = self.submit(pending.stage, pending.config, pending.inputs, pending.label, refresh=True)
+            retry.future.wait()
+            state = retry.future.state
             ref, reused = state.result(), False
         task_run_id = str(state.state_details.task_run_id) if state.state_details.task_run_id else None
         self.catalog.record(
             ref,
-            inputs,
-            config_json=canonical_json(config),
+            pending.inputs,
+            config_json=canonical_json(pending.config),
             nbytes=_size(ref),
             flow_run_id=self.flow_run_id,
             task_run_id=task_run_id,
@@ -72,10 +110,28 @@ class StageRunner:
             self.catalog.record_failures(
                 [f.model_copy(update={"artifact_id": ref.id}) for f in failures], self.flow_run_id
             )
+            publish_failures(failures[0].stage, self.catalog)
         self.events.append(
-            StageEvent(label or stage, ref.id, ref.kind, ref.rows, reused, time.perf_counter() - started)
+            StageEvent(
+                pending.label, ref.id, ref.kind, ref.rows, reused, time.perf_counter() - pending.started
+            )
         )
         return ref.model_copy(update={"reused": reused})
+
+
+def publish_failures(stage: str, catalog: Catalog) -> None:
+    """The stage's item-level failures as a Prefect table artifact, so the UI lists them per stage."""
+    from prefect.artifacts import create_table_artifact
+
+    rows = catalog.query(
+        "SELECT item_id, error_class, message, artifact_id, created_at FROM failures WHERE stage = ? "
+        "ORDER BY created_at DESC LIMIT 500",
+        [stage],
+    )
+    table = [{**row, "message": row["message"][:300], "created_at": str(row["created_at"])} for row in rows]
+    create_table_artifact(
+        table, key=f"failures-{stage}", description=f"Item-level failures of {stage} (newest 500)"
+    )
 
 
 def _size(ref: ArtifactRef) -> int:

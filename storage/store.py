@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,6 +74,7 @@ class ArtifactStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         work = self.tmp / f"{artifact_id}.{uuid.uuid4().hex[:8]}"
         work.mkdir()
+        started_at = datetime.now(UTC).isoformat()
         try:
             yield work
             rows = _count_rows(work)
@@ -81,6 +84,10 @@ class ArtifactStore:
                 "stage": stage,
                 "rows": rows,
                 "config": json.loads(config_json),
+                # Which process built it: on a cluster, the worker to look at when it looks wrong.
+                "built_by": {"host": socket.gethostname(), "pid": os.getpid()},
+                "started_at": started_at,
+                "built_at": datetime.now(UTC).isoformat(),
             }
             (work / META_FILE).write_text(json.dumps(meta, indent=1))
             final = self.path(kind, artifact_id)

@@ -12,6 +12,7 @@ results), so rerunning a flow shows finished stages as ``Cached`` in the UI with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 from collections.abc import Callable, Mapping
@@ -78,16 +79,33 @@ def stage_artifact_id(stage: Stage, config: BaseModel, inputs: Inputs) -> str:
     return artifact_id(stage.name, config, input_ids(inputs))
 
 
+# Stages that run a model: they hold a slot of the flow's global concurrency limit, if one is set.
+MODEL_STAGES = frozenset({"collect-shard", "evaluate", "train"})
+
+
 def execute_stage(
-    name: str, store: ArtifactStore, config: BaseModel | Mapping, inputs: Inputs
+    name: str,
+    store: ArtifactStore,
+    config: BaseModel | Mapping,
+    inputs: Inputs,
+    concurrency_limit: str | None = None,
 ) -> ArtifactRef:
-    """Run a stage unless its artifact exists; return the reference either way."""
+    """Run a stage unless its artifact exists; return the reference either way.
+
+    ``concurrency_limit`` names a Prefect global concurrency limit; a model stage holds one slot
+    of it while it computes (not while it is a cache hit), so N shards share a server of N slots.
+    """
     stage = get_stage(name)
     config = stage.config_model.model_validate(config)
     aid = stage_artifact_id(stage, config, inputs)
     if store.exists(stage.kind, aid):
         return store.ref(stage.kind, aid, reused=True)
-    with store.writing(stage.kind, aid, stage.name, canonical_json(config)) as work:
+    guard = contextlib.nullcontext()
+    if concurrency_limit and name in MODEL_STAGES:
+        from prefect.concurrency.sync import concurrency
+
+        guard = concurrency(concurrency_limit, occupy=1, strict=True)
+    with guard, store.writing(stage.kind, aid, stage.name, canonical_json(config)) as work:
         stage.produce(work, config, inputs, store)
     return store.ref(stage.kind, aid, reused=False)
 
@@ -101,6 +119,8 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 
 @task(cache_key_fn=stage_cache_key, persist_result=True, retries=1, retry_delay_seconds=2)
-def run_stage(name: str, store_root: str, config: Any, inputs: Inputs) -> ArtifactRef:
+def run_stage(
+    name: str, store_root: str, config: Any, inputs: Inputs, concurrency_limit: str | None = None
+) -> ArtifactRef:
     """The Prefect face of :func:`execute_stage`; flows give it a per-stage name with ``with_options``."""
-    return execute_stage(name, ArtifactStore(store_root), config, inputs)
+    return execute_stage(name, ArtifactStore(store_root), config, inputs, concurrency_limit)

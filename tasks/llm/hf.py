@@ -105,7 +105,20 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
     return text[: min(ends)] if ends else text
 
 
-@lru_cache(maxsize=2)
+_loading = threading.Lock()
+
+
 def load_generator(model_dir: str) -> HFGenerator:
-    """Models are loaded once per process and shared by the stages that use them."""
+    """Models are loaded once per process and shared by the stages that use them.
+
+    Loading is serialised: transformers initialises weights under process-wide context managers, so
+    two threads loading at once (parallel shards on the thread pool) can leave one with empty
+    "meta" tensors.
+    """
+    with _loading:
+        return _cached_generator(model_dir)
+
+
+@lru_cache(maxsize=2)
+def _cached_generator(model_dir: str) -> HFGenerator:
     return HFGenerator(model_dir)
