@@ -18,9 +18,11 @@ validated before anything runs, and an error names the flag.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -265,10 +267,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the flows as deployments from this process, against the configured Prefect server."""
     from prefect import serve
 
+    from flows.parts import PART_FLOWS
     from flows.pipeline import pipeline
     from flows.refresh import refresh
 
-    deployments = [pipeline.to_deployment(name="pipeline", description="The whole pipeline.")]
+    defaults = {}
+    if args.home:
+        # Runs started here default to that store root, and every form opens with it filled in.
+        args.home = str(Path(args.home).resolve())
+        os.environ["TRAILFORGE_HOME"] = args.home
+        defaults = {"parameters": {"config": {"home": args.home}}}
+    deployments = [pipeline.to_deployment(name="pipeline", description="The whole pipeline.", **defaults)]
+    deployments += [
+        part.to_deployment(name=name, description=(part.__doc__ or "").split("\n")[0], **defaults)
+        for name, part in PART_FLOWS.items()
+    ]
     if args.corpus:
         args.path = args.corpus
         corpus = corpus_config_from_args(args).model_dump()

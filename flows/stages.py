@@ -7,6 +7,8 @@ on a Dask worker while the catalog stays with the flow.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from pydantic import BaseModel
 
+from flows.orchestration import OrchestrationConfig, check_concurrency_limit, make_task_runner
 from storage import ArtifactRef, ArtifactStore, Catalog, canonical_json
 from storage.schemas import Failure
 from storage.store import read_rows
@@ -136,3 +139,40 @@ def publish_failures(stage: str, catalog: Catalog) -> None:
 
 def _size(ref: ArtifactRef) -> int:
     return sum(p.stat().st_size for p in Path(ref.uri).rglob("*") if p.is_file())
+
+
+@contextmanager
+def stage_runner(
+    flow_name: str,
+    parameters: BaseModel,
+    home: str | None,
+    orchestration: OrchestrationConfig,
+    from_stage: str | None = None,
+) -> Iterator[StageRunner]:
+    """A runner for the current flow run: its task runner started, the run recorded in the catalog.
+
+    The run's row goes Running -> Completed or Failed, so ``trailforge runs`` matches the UI even for
+    runs that never reached Prefect's own bookkeeping (a crash mid-flow).
+    """
+    from prefect.context import get_run_context
+
+    check_concurrency_limit(orchestration.concurrency_limit)
+    store = ArtifactStore(home)
+    catalog = Catalog(store.catalog_path)
+    flow_run_id = str(get_run_context().flow_run.id)
+    recorded = parameters.model_dump(mode="json")
+    catalog.record_run(flow_run_id, flow_name, recorded, "Running")
+    try:
+        with make_task_runner(orchestration) as task_runner:
+            yield StageRunner(
+                store,
+                catalog,
+                flow_run_id,
+                from_stage,
+                task_runner=task_runner,
+                concurrency_limit=orchestration.concurrency_limit,
+            )
+    except BaseException:
+        catalog.record_run(flow_run_id, flow_name, recorded, "Failed")
+        raise
+    catalog.record_run(flow_run_id, flow_name, recorded, "Completed")

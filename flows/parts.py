@@ -1,0 +1,88 @@
+"""One flow per part of the pipeline, for running (or scheduling) a part on its own from the UI.
+
+Each takes the pipeline's parameter model, so what a part builds has the ids the whole pipeline
+would give it: a part reuses what a pipeline run built and the other way round. Upstream stages a
+part needs are looked up (or built once) the same way.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.config import PipelineConfig
+from flows.pipeline import publish_report, rounds_report
+from flows.recipe import (
+    annotate_and_select,
+    build_task_set,
+    collect,
+    find_artifact,
+    oracle_demonstrations,
+    starting_policy,
+)
+from flows.report import RoundReport
+from flows.stages import StageRunner, stage_runner
+
+
+def _summary(run: StageRunner, **refs) -> dict[str, str]:
+    """The ids a part produced, returned and shown in the UI as a table."""
+    ids = {role: ref.id for role, ref in refs.items()}
+    create_table_artifact(
+        [{"role": role, "artifact": aid} for role, aid in ids.items()],
+        description="Artifacts this run produced or reused",
+    )
+    return ids
+
+
+@flow(name="trailforge-synthesis")
+def synthesis(config: PipelineConfig | None = None) -> dict[str, str]:
+    """The search world, its index and the train/held-out tasks."""
+    config = config or PipelineConfig()
+    with stage_runner("trailforge-synthesis", config, config.home, config.orchestration) as run:
+        task_set = build_task_set(run, config)
+        return _summary(run, world=task_set.world, index=task_set.index, tasks=task_set.tasks)
+
+
+@flow(name="trailforge-collection")
+def collection(
+    config: PipelineConfig | None = None, model_id: str | None = None, round_index: int = 1
+) -> dict[str, str]:
+    """Trajectories of one round: ``model_id`` (a model or checkpoint; default the base model)
+    on every training task. ``round_index`` picks the round's sampling seed."""
+    config = config or PipelineConfig()
+    with stage_runner("trailforge-collection", config, config.home, config.orchestration) as run:
+        policy = starting_policy(run, config, model_id)  # an unknown id fails before any work
+        task_set = build_task_set(run, config)
+        trajectories = collect(run, config, policy, task_set, round_index)
+        return _summary(run, model=policy, trajectories=trajectories)
+
+
+@flow(name="trailforge-annotation")
+def annotation(config: PipelineConfig | None = None, trajectories_id: str | None = None) -> dict[str, str]:
+    """Judge a trajectories artifact (default: round 1's collection) and select the best."""
+    config = config or PipelineConfig()
+    with stage_runner("trailforge-annotation", config, config.home, config.orchestration) as run:
+        given = trajectories_id and find_artifact(run.store, trajectories_id, ("trajectories",))
+        task_set = build_task_set(run, config)
+        trajectories = given or collect(run, config, starting_policy(run, config, None), task_set, 1)
+        oracle = oracle_demonstrations(run, config, task_set)
+        annotations, selection = annotate_and_select(run, config, task_set, trajectories, oracle, 1)
+        return _summary(run, trajectories=trajectories, annotations=annotations, selection=selection)
+
+
+@flow(name="trailforge-rounds")
+def rounds(config: PipelineConfig | None = None, model_id: str | None = None) -> RoundReport:
+    """``config.rounds`` more rounds from ``model_id`` (a checkpoint of an earlier run, say)."""
+    config = config or PipelineConfig()
+    with stage_runner("trailforge-rounds", config, config.home, config.orchestration) as run:
+        report = rounds_report(run, config, model_id)
+    publish_report(report)
+    return report
+
+
+PART_FLOWS = {
+    "synthesis": synthesis,
+    "collection": collection,
+    "annotation": annotation,
+    "rounds": rounds,
+}
