@@ -6,6 +6,7 @@
     trailforge explain ID
     trailforge runs
     trailforge failures [--stage collect-shard]
+    trailforge retry ID [ID ...]
     trailforge corpus PATH [--format jsonl --id-field doc_id ...]
     trailforge serve-retriever (--index ID | --corpus PATH) [--port 8000]
     trailforge refresh PATH [--format jsonl ...]
@@ -168,8 +169,28 @@ def cmd_failures(args: argparse.Namespace) -> int:
         [args.stage] if args.stage else [],
     )
     for row in rows:
-        print(f"{row['stage']:16s} {row['item_id']:28s} {row['error_class']:18s} {row['message'][:80]}")
-    print(f"{len(rows)} failures")
+        print(
+            f"{row['stage']:16s} {row['artifact_id']:20s} {row['item_id']:28s} {row['error_class']:18s} "
+            f"{row['message'][:60]}"
+        )
+    print(f"{len(rows)} failures" + ("; retry them with: trailforge retry ARTIFACT_ID" if rows else ""))
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from flows.rebuild import rebuild
+    from storage import ArtifactStore
+
+    try:
+        done = rebuild(args.ids, ArtifactStore(args.home), _catalog(args.home))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    for item in done:
+        print(
+            f"rebuilt {item.artifact_id}  {item.stage:20s} "
+            f"{item.failures_before} failure{'s' * (item.failures_before != 1)} before, {item.failures_after} after"
+        )
     return 0
 
 
@@ -321,6 +342,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             sub.add_argument("--stage")
         if name == "failures":
             sub.add_argument("--stage")
+    retry = commands.add_parser(
+        "retry", help="rebuild artifacts holding failed items, then what depends on them (nothing else)"
+    )
+    retry.add_argument("ids", nargs="+", metavar="ID", help="artifact ids, as trailforge failures lists them")
+    retry.add_argument("--home")
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
     lineage.add_argument("id")
     lineage.add_argument("--home")
@@ -363,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": cmd_explain,
         "runs": cmd_runs,
         "failures": cmd_failures,
+        "retry": cmd_retry,
         "corpus": cmd_corpus,
         "serve-retriever": cmd_serve_retriever,
         "refresh": cmd_refresh,

@@ -104,7 +104,7 @@ class StageRunner:
             ref,
             pending.inputs,
             config_json=canonical_json(pending.config),
-            nbytes=_size(ref),
+            nbytes=payload_bytes(ref),
             flow_run_id=self.flow_run_id,
             task_run_id=task_run_id,
         )
@@ -137,7 +137,7 @@ def publish_failures(stage: str, catalog: Catalog) -> None:
     )
 
 
-def _size(ref: ArtifactRef) -> int:
+def payload_bytes(ref: ArtifactRef) -> int:
     return sum(p.stat().st_size for p in Path(ref.uri).rglob("*") if p.is_file())
 
 

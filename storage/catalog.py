@@ -226,6 +226,17 @@ class Catalog:
             )
         return len(rows)
 
+    def replace_failures(self, artifact_id: str, failures: list[Failure]) -> None:
+        """An artifact built again: its old failures go, its new ones (if any) take their place."""
+        with self.connect() as con:
+            con.execute("DELETE FROM failures WHERE artifact_id = ?", [artifact_id])
+        self.record_failures(failures)
+
+    def update_payload(self, ref: ArtifactRef, nbytes: int) -> None:
+        """Rows and size of an artifact rebuilt under its id (same ingredients, new content)."""
+        with self.connect() as con:
+            con.execute("UPDATE artifacts SET rows = ?, bytes = ? WHERE id = ?", [ref.rows, nbytes, ref.id])
+
     def record_run(self, flow_run_id: str, flow_name: str, parameters: Any, state: str) -> None:
         now = datetime.now(UTC).replace(tzinfo=None)
         with self.connect() as con:

@@ -51,3 +51,18 @@ def tasks_ref(shared_store, world_ref):
 def tiny_model(shared_store):
     """A randomly initialised two-layer Llama with SmolLM2's tokenizer and Trailforge's template."""
     return execute_stage("base-model", shared_store, BaseModelConfig(spec="hf:tiny"), {})
+
+
+@pytest.fixture(scope="session")
+def tool(index_ref):
+    """The search tool over the shared index."""
+    from tasks.search.tools import SearchTool
+
+    return SearchTool(index_ref.uri)
+
+
+@pytest.fixture(scope="session")
+def two_tasks(tasks_ref):
+    from tasks.synthesis.two_hop import load_tasks
+
+    return load_tasks(tasks_ref, "train")[:2]

@@ -94,3 +94,31 @@ def test_spec_parsing_and_the_key_stays_out_of_the_config(monkeypatch):
     config = parse_openai_spec("openai:qwen3@http://127.0.0.1:9000/v1")
     assert (config.model, config.base_url) == ("qwen3", "http://127.0.0.1:9000/v1")
     assert "sk-secret" not in config.model_dump_json()
+
+
+def test_a_served_teacher_collects_a_shard_in_place_of_the_policy(
+    generator, tiny_model, index_ref, tasks_ref, tmp_path
+):
+    from storage import ArtifactStore
+    from storage.schemas import Trajectory
+    from storage.store import read_rows
+    from tasks.agent.collect import ShardConfig
+    from tasks.stage import execute_stage
+
+    seen: list[str] = []
+    with running(flaky_server(generator, seen)) as url:
+        teacher = f"openai:tiny@{url}/v1"
+        config = ShardConfig(
+            shard_index=0, shard_size=2, teacher=teacher, agent={"max_turns": 1, "max_new_tokens": 8}
+        )
+        shard = execute_stage(
+            "collect-shard",
+            ArtifactStore(tmp_path),
+            config,
+            {"model": tiny_model, "tasks": tasks_ref, "index": index_ref},
+        )
+    trajectories = read_rows(shard, Trajectory)
+    assert len(trajectories) == 4 and {t.policy for t in trajectories} == {teacher}
+    assert len(seen) == 4  # every rollout's turn went through the server, once
+    with pytest.raises(ValueError, match="hf:PATH, vllm:PATH or openai:MODEL@URL"):
+        ShardConfig(shard_index=0, shard_size=1, teacher="gpt-4o")

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tasks.agent.loop import AgentConfig, RefineConfig, run_agent
 from tasks.agent.oracle import hop_query
 from tasks.llm.hf import HFGenerator
-from tasks.search.tools import SearchTool
-from tasks.synthesis.two_hop import load_tasks
 from tests.policies import StatePolicy
 
 BAD_SEARCH = "<think>guess</think><search>qqqq zzzz</search>"
@@ -18,16 +14,6 @@ BAD_SEARCH = "<think>guess</think><search>qqqq zzzz</search>"
 
 def good_search(task, hop_index: int) -> str:
     return f"<think>next fact</think><search>{hop_query(task.hops[hop_index])}</search>"
-
-
-@pytest.fixture(scope="module")
-def tool(index_ref):
-    return SearchTool(index_ref.uri)
-
-
-@pytest.fixture(scope="module")
-def two_tasks(tasks_ref):
-    return load_tasks(tasks_ref, "train")[:2]
 
 
 def agent(mode: str, **refine) -> AgentConfig:

@@ -17,7 +17,6 @@ from storage.schemas import Entity
 from storage.store import read_rows
 from tasks.search.client import RemoteSearchTool, RetrieverError
 from tasks.search.server import create_app
-from tasks.search.tools import SearchTool
 
 
 @contextmanager
@@ -38,11 +37,6 @@ def running(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def tool(index_ref) -> SearchTool:
-    return SearchTool(index_ref.uri)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import json
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -55,7 +56,8 @@ def test_dask_cluster_builds_the_same_artifacts_as_the_thread_pool(prefect_harne
     # Same content, not only the same ids: the same conversations and answers (timings aside).
     merged = [
         pq.read_table(
-            next((ArtifactStore(home).artifacts / "trajectories").iterdir()) / "data.parquet",
+            Path(Catalog(ArtifactStore(home).catalog_path).artifacts(stage="merge-trajectories")[0]["uri"])
+            / "data.parquet",
             columns=["id", "messages_json", "final_answer", "generated_tokens"],
         ).to_pylist()
         for home in (threads.home, dask.home)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactStore
 from storage.store import read_table, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
-from tasks.llm.hf import load_generator
+from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
 
@@ -27,6 +27,16 @@ class SamplingConfig(BaseModel):
     temperature: float = Field(0.8, ge=0, le=5)
     seed: int = 0
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    teacher: str | None = Field(
+        None,
+        description="Collect with this model instead of the current policy (distillation: the policy "
+        "is still what is trained): hf:PATH, vllm:PATH or openai:MODEL@URL.",
+    )
+
+    @field_validator("teacher")
+    @classmethod
+    def _known_teacher(cls, spec: str | None) -> str | None:
+        return spec if spec is None else check_model_spec(spec)
 
 
 class ShardConfig(SamplingConfig):
@@ -40,15 +50,19 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
     start = config.shard_index * config.shard_size
     shard = tasks[start : start + config.shard_size]
     model = inputs["model"]
+    if config.teacher:
+        generator, policy_name = generator_from_spec(config.teacher), config.teacher
+    else:
+        generator, policy_name = load_engine(model.uri, config.agent.engine), model.id
     trajectories, failures = run_agent(
-        load_generator(model.uri),
+        generator,
         tool_for(inputs["index"], config.agent.tools),
         shard,
         config=config.agent,
         samples_per_task=config.samples_per_task,
         temperature=config.temperature,
         seed=config.seed,
-        policy_name=model.id,
+        policy_name=policy_name,
         stage="collect-shard",
         progress=f"collect shard {config.shard_index + 1}",
     )
@@ -63,7 +77,8 @@ class MergeConfig(BaseModel):
 
 def produce_merge(work: Path, config: MergeConfig, inputs: Inputs, store: ArtifactStore) -> None:
     tables = [read_table(shard) for shard in inputs["shards"]]
-    write_table(work, pa.concat_tables([t for t in tables if t.num_rows]))
+    # permissive: a shard whose fields are all empty (no steps, no answer) has null-typed columns
+    write_table(work, pa.concat_tables([t for t in tables if t.num_rows], promote_options="permissive"))
 
 
 SHARD_STAGE = Stage(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from storage.schemas import Failure, Step, Task, Trajectory
@@ -26,6 +26,7 @@ from tasks.agent.protocol import (
     initial_messages,
     parse_turn,
 )
+from tasks.llm.engines import check_model_spec
 from tasks.llm.hf import Generation
 from tasks.search.tools import TOOLS_SCHEMA, SearchTool
 
@@ -57,6 +58,16 @@ class RefineConfig(BaseModel):
     max_revisions: int = Field(
         1, ge=0, le=10, description="Cut-and-regenerate: revisions per trajectory (N)."
     )
+    critic: str = Field(
+        "reference",
+        description="Who rates steps and picks cut points: reference (gold-aware, no model), or a judge "
+        "model with the prompts in tasks/judge/prompts.py: hf:PATH, vllm:PATH or openai:MODEL@URL.",
+    )
+
+    @field_validator("critic")
+    @classmethod
+    def _known_critic(cls, spec: str) -> str:
+        return spec if spec == "reference" else check_model_spec(spec)
 
 
 class AgentConfig(BaseModel):
@@ -66,6 +77,9 @@ class AgentConfig(BaseModel):
     max_new_tokens: int = Field(64, ge=8, le=8192, description="Tokens generated per turn at most.")
     max_prompt_tokens: int = Field(
         3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory."
+    )
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="What generates for a local model: hf (transformers, any machine) or vllm (GPU)."
     )
     tools: ToolConfig = Field(default_factory=ToolConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
@@ -133,9 +147,7 @@ def run_agent(
     """
     mode = config.refine.mode
     if mode != "plain" and critic is None:
-        from tasks.judge.critic import ReferenceCritic
-
-        critic = ReferenceCritic(tool, config.tools.top_k)
+        critic = make_critic(config.refine.critic, tool, config.tools.top_k, stage)
     loop = _Loop(
         policy, tool, config, temperature, seed, stage, critic if mode == "rate-and-refine" else None
     )
@@ -151,7 +163,18 @@ def run_agent(
                 break
             loop.advance(current, progress and f"{progress} revision {revision}")
             finished += current
-    return [_trajectory(r, policy_name, temperature, seed) for r in finished], loop.failures
+    failures = loop.failures + list(getattr(critic, "failures", []))
+    return [_trajectory(r, policy_name, temperature, seed) for r in finished], failures
+
+
+def make_critic(spec: str, tool: SearchTool, top_k: int, stage: str) -> StepCritic:
+    if spec == "reference":
+        from tasks.judge.critic import ReferenceCritic
+
+        return ReferenceCritic(tool, top_k)
+    from tasks.judge.llm_critic import critic_from_spec
+
+    return critic_from_spec(spec, stage=stage)
 
 
 def _trajectory(r: _Rollout, policy_name: str, temperature: float, seed: int) -> Trajectory:
@@ -268,7 +291,7 @@ class _Loop:
         """Rate each proposed step; regenerate those below the threshold with the critique, M times."""
         refine = self.config.refine
         judgements = self.critic.rate([(r.task, r.steps, t) for r, t in zip(active, turns, strict=True)])
-        pending = [i for i, j in enumerate(judgements) if j.rating < refine.threshold]
+        pending = [i for i, j in enumerate(judgements) if j.below(refine.threshold)]
         for attempt in range(refine.max_refines):
             if not pending:
                 break
@@ -312,7 +335,7 @@ class _Loop:
                 strict=True,
             ):
                 judgements[i] = judgement
-            pending = [i for i in still if judgements[i].rating < refine.threshold]
+            pending = [i for i in still if judgements[i].below(refine.threshold)]
         return judgements
 
     def _record(self, rollout, generation, turn, observation, judgement, attempts, batch_size) -> None:

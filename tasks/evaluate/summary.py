@@ -12,7 +12,7 @@ from storage.schemas import EvalRow, EvalSummary, Task, Trajectory
 from storage.store import read_rows, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
-from tasks.llm.hf import load_generator
+from tasks.llm.engines import load_engine
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
@@ -102,7 +102,7 @@ def evaluate_policy(
 def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: ArtifactStore) -> None:
     model = inputs["model"]
     trajectories, rows, summary = evaluate_policy(
-        load_generator(model.uri),
+        load_engine(model.uri, config.agent.engine),
         tool_for(inputs["index"], config.agent.tools),
         load_tasks(inputs["tasks"], "eval"),
         config,

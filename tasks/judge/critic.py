@@ -26,8 +26,12 @@ from tasks.search.tools import SearchTool, split_page_argument
 
 @dataclass(frozen=True)
 class StepJudgement:
-    rating: int  # 1-5, SRR-Judge's scale
+    rating: int | None  # 1-5, SRR-Judge's scale; None when the judge's reply could not be read
     critique: str
+
+    def below(self, threshold: int) -> bool:
+        """Whether the step should be refined; an unreadable judgement never triggers a refine."""
+        return self.rating is not None and self.rating < threshold
 
 
 class StepCritic(Protocol):

@@ -1,0 +1,71 @@
+"""A critic that is a language model: any backend (``hf``, ``vllm``, ``openai``) with the judge prompts.
+
+It needs no gold path, so it works on tasks from any corpus. Every proposal of a turn is judged in
+one batched call. A reply that does not follow the format is recorded as a failure with its raw
+text; the step it was about goes ahead unrefined (rating ``None``), and a trajectory it was about
+is not cut: an unreadable judge never silently rewrites the data.
+"""
+
+from __future__ import annotations
+
+from storage.schemas import Failure, Step, Task
+from tasks.agent.protocol import ParsedTurn
+from tasks.judge.critic import StepJudgement
+from tasks.judge.prompts import JudgeOutputError, cut_messages, parse_cut, parse_rating, rate_messages
+
+JUDGE_MAX_NEW_TOKENS = 64
+
+
+class LLMCritic:
+    def __init__(self, generator, stage: str = "critic", max_new_tokens: int = JUDGE_MAX_NEW_TOKENS) -> None:
+        self.generator = generator
+        self.stage = stage
+        self.max_new_tokens = max_new_tokens
+        self.failures: list[Failure] = []
+
+    def _ask(self, conversations: list[list[dict]]) -> list[str]:
+        prompts = [self.generator.render(messages) for messages in conversations]
+        generations = self.generator.generate(
+            prompts, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0, stop=()
+        )
+        return [g.text if g.error is None else "" for g in generations]
+
+    def _failed(self, task: Task, where: str, error: JudgeOutputError) -> None:
+        self.failures.append(
+            Failure(
+                stage=self.stage,
+                item_id=f"{task.id}#{where}",
+                error_class="JudgeOutputError",
+                message=error.reason,
+                raw_output=error.raw,
+            )
+        )
+
+    def rate(self, proposals: list[tuple[Task, list[Step], ParsedTurn]]) -> list[StepJudgement]:
+        replies = self._ask([rate_messages(task, steps, turn) for task, steps, turn in proposals])
+        judgements = []
+        for (task, steps, _), reply in zip(proposals, replies, strict=True):
+            try:
+                judgements.append(StepJudgement(*parse_rating(reply)))
+            except JudgeOutputError as error:
+                self._failed(task, f"rate-step-{len(steps)}", error)
+                judgements.append(StepJudgement(None, ""))
+        return judgements
+
+    def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None:
+        """The judge's first flawed step (``threshold`` is the reference critic's; unused here)."""
+        if not steps:
+            return None
+        (reply,) = self._ask([cut_messages(task, steps)])
+        try:
+            return parse_cut(reply, len(steps))
+        except JudgeOutputError as error:
+            self._failed(task, "cut", error)
+            return None
+
+
+def critic_from_spec(spec: str, stage: str = "critic") -> LLMCritic:
+    """A judge model named by a model spec (see :mod:`tasks.llm.engines`)."""
+    from tasks.llm.engines import generator_from_spec
+
+    return LLMCritic(generator_from_spec(spec), stage)
