@@ -381,6 +381,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Without PREFECT_API_URL a temporary Prefect server starts; on a first run it creates its
+    # database, which can take longer than Prefect's 20 s default on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     parser, dests = build_parser()
     args = parser.parse_args(argv)
     handlers = {

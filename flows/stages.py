@@ -55,6 +55,7 @@ class StageRunner:
     concurrency_limit: str | None = None
     events: list[StageEvent] = field(default_factory=list)
     recomputed: set[str] = field(default_factory=set)
+    _last_finished: float = 0.0
 
     def __call__(
         self, stage: str, config: BaseModel, inputs: Inputs, label: str | None = None
@@ -114,11 +115,12 @@ class StageRunner:
                 [f.model_copy(update={"artifact_id": ref.id}) for f in failures], self.flow_run_id
             )
             publish_failures(failures[0].stage, self.catalog)
-        self.events.append(
-            StageEvent(
-                pending.label, ref.id, ref.kind, ref.rows, reused, time.perf_counter() - pending.started
-            )
-        )
+        # Stages submitted together finish one after another here: count each from the later of its
+        # submission and the previous stage's end, so the times add up to the run's wall time.
+        finished = time.perf_counter()
+        seconds = finished - max(pending.started, self._last_finished)
+        self._last_finished = finished
+        self.events.append(StageEvent(pending.label, ref.id, ref.kind, ref.rows, reused, seconds))
         return ref.model_copy(update={"reused": reused})
 
 

@@ -44,13 +44,15 @@ def test_killed_collection_reruns_only_unfinished_shards(tmp_path):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_HOME": str(tmp_path / "prefect"),
     }
-    proc = subprocess.Popen(
-        trailforge(tmp_path, "run", *FLAGS), env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            trailforge(tmp_path, "run", *FLAGS), env=env, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     deadline = time.monotonic() + 300
     while len(shard_dirs(store)) < 2:
-        assert proc.poll() is None, "the run ended before it could be killed"
+        assert proc.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, "no shard finished in time"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
