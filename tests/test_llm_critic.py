@@ -139,3 +139,16 @@ def test_the_vllm_engine_says_what_it_needs_where_vllm_is_missing(tiny_model):
         generator = load_engine(tiny_model.uri, "vllm")
         (generation,) = generator.generate(["Hello"], max_new_tokens=4)
         assert generation.tokens <= 4
+
+
+def test_a_judge_that_gave_up_is_a_failure_with_the_backends_reason(tool, two_tasks):
+    from tasks.llm.hf import Generation
+
+    class GaveUp(StatePolicy):
+        def generate(self, prompts, *, max_new_tokens, temperature, seed, stop):
+            return [Generation("", 0, 0.0, error="HTTP 503 after 6 retries") for _ in prompts]
+
+    policy = StatePolicy(lambda m, s: f"<search>{hop_query(two_tasks[0].hops[0])}</search>")
+    config = AgentConfig(max_turns=1, refine=RefineConfig(mode="rate-and-refine"))
+    _, failures = run_agent(policy, tool, two_tasks[:1], config=config, critic=LLMCritic(GaveUp(None)))
+    assert [f.message for f in failures] == ["the judge model gave no reply (HTTP 503 after 6 retries)"]

@@ -12,6 +12,7 @@ from storage.schemas import Failure, Step, Task
 from tasks.agent.protocol import ParsedTurn
 from tasks.judge.critic import StepJudgement
 from tasks.judge.prompts import JudgeOutputError, cut_messages, parse_cut, parse_rating, rate_messages
+from tasks.llm.hf import Generation
 
 JUDGE_MAX_NEW_TOKENS = 64
 
@@ -23,12 +24,11 @@ class LLMCritic:
         self.max_new_tokens = max_new_tokens
         self.failures: list[Failure] = []
 
-    def _ask(self, conversations: list[list[dict]]) -> list[str]:
+    def _ask(self, conversations: list[list[dict]]) -> list[Generation]:
         prompts = [self.generator.render(messages) for messages in conversations]
-        generations = self.generator.generate(
+        return self.generator.generate(
             prompts, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0, stop=()
         )
-        return [g.text if g.error is None else "" for g in generations]
 
     def _failed(self, task: Task, where: str, error: JudgeOutputError) -> None:
         self.failures.append(
@@ -46,7 +46,7 @@ class LLMCritic:
         judgements = []
         for (task, steps, _), reply in zip(proposals, replies, strict=True):
             try:
-                judgements.append(StepJudgement(*parse_rating(reply)))
+                judgements.append(StepJudgement(*parse_rating(_text(reply))))
             except JudgeOutputError as error:
                 self._failed(task, f"rate-step-{len(steps)}", error)
                 judgements.append(StepJudgement(None, ""))
@@ -58,7 +58,7 @@ class LLMCritic:
             return None
         (reply,) = self._ask([cut_messages(task, steps)])
         try:
-            return parse_cut(reply, len(steps))
+            return parse_cut(_text(reply), len(steps))
         except JudgeOutputError as error:
             self._failed(task, "cut", error)
             return None
@@ -69,3 +69,10 @@ def critic_from_spec(spec: str, stage: str = "critic") -> LLMCritic:
     from tasks.llm.engines import generator_from_spec
 
     return LLMCritic(generator_from_spec(spec), stage)
+
+
+def _text(generation: Generation) -> str:
+    """The judge's reply; a served judge that gave up is a failure with the backend's reason."""
+    if generation.error is not None:
+        raise JudgeOutputError(f"the judge model gave no reply ({generation.error})", generation.text)
+    return generation.text
