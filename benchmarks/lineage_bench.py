@@ -48,6 +48,7 @@ def build_graph(n_artifacts: int, run_size: int, seed: int) -> tuple[pa.Table, p
             "created_at": [now] * n_artifacts,
             "flow_run_id": [None] * n_artifacts,
             "task_run_id": [None] * n_artifacts,
+            "environment_json": ["{}"] * n_artifacts,
         },
         schema=ARTIFACT_SCHEMA,
     )

@@ -29,6 +29,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flows.config import PipelineConfig
+from storage.ids import check_artifact_id
+
+
+def artifact_id_argument(value: str) -> str:
+    """argparse type for ids: a malformed one (``../x``) exits 2 with the reason, before any lookup."""
+    try:
+        return check_artifact_id(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _flag(path: tuple[str, ...]) -> str:
@@ -132,6 +141,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
             print(f"no artifact {args.id!r} in the catalog", file=sys.stderr)
             return 1
         ancestors, descendants = catalog.ancestors(args.id), catalog.descendants(args.id)
+        history = catalog.versions_of(args.id)
     me = found[0]
     print(f"{me['id']}  {me['kind']} ({me['stage']}, {me['rows']} rows)")
     print("ancestors (what it was derived from):")
@@ -140,6 +150,12 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     print("descendants (what a change to it invalidates):")
     for row in descendants:
         print(f"  {'  ' * (row['depth'] - 1)}-> {row['id']}  {row['kind']} ({row['stage']}) as {row['role']}")
+    if history["supersedes"] or history["superseded_by"]:
+        print("versions (history of the same source, not inputs):")
+        for older in history["supersedes"]:
+            print(f"  supersedes    {older}")
+        for newer in history["superseded_by"]:
+            print(f"  superseded by {newer}")
     return 0
 
 
@@ -178,12 +194,14 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from flows.rebuild import rebuild
-    from storage import ArtifactStore
+    from flows.rebuild import RecipeChanged, rebuild
+    from flows.stages import local_stage_runner
+    from storage.store import ArtifactInUse
 
     try:
-        done = rebuild(args.ids, ArtifactStore(args.home), _catalog(args.home))
-    except ValueError as error:
+        with local_stage_runner("trailforge-retry", {"ids": args.ids}, args.home) as run:
+            done = rebuild(args.ids, run)
+    except (ValueError, RecipeChanged, ArtifactInUse) as error:
         print(error, file=sys.stderr)
         return 2
     for item in done:
@@ -220,18 +238,14 @@ def corpus_config_from_args(args: argparse.Namespace):
 
 def ingest_corpus(args: argparse.Namespace):
     """Validate, store and index a user corpus; the (corpus, index) refs, both recorded in lineage."""
-    from storage import ArtifactStore, canonical_json
+    from flows.stages import local_stage_runner
     from tasks.corpus.user import pin
     from tasks.search.index import IndexConfig
-    from tasks.stage import execute_stage
 
     source = pin(corpus_config_from_args(args))
-    store = ArtifactStore(args.home)
-    catalog = _catalog(args.home)
-    corpus = execute_stage("corpus", store, source, {})
-    catalog.record(corpus, {}, config_json=canonical_json(source))
-    index = execute_stage("index", store, IndexConfig(), {"corpus": corpus})
-    catalog.record(index, {"corpus": corpus}, config_json=canonical_json(IndexConfig()))
+    with local_stage_runner("trailforge-corpus", source, args.home) as run:
+        corpus = run("corpus", source, {})
+        index = run("index", IndexConfig(), {"corpus": corpus})
     return corpus, index
 
 
@@ -345,13 +359,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     retry = commands.add_parser(
         "retry", help="rebuild artifacts holding failed items, then what depends on them (nothing else)"
     )
-    retry.add_argument("ids", nargs="+", metavar="ID", help="artifact ids, as trailforge failures lists them")
+    retry.add_argument(
+        "ids",
+        nargs="+",
+        metavar="ID",
+        type=artifact_id_argument,
+        help="artifact ids, as trailforge failures lists them",
+    )
     retry.add_argument("--home")
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
-    lineage.add_argument("id")
+    lineage.add_argument("id", type=artifact_id_argument)
     lineage.add_argument("--home")
     explain = commands.add_parser("explain", help="why an artifact is (or would be) reused or recomputed")
-    explain.add_argument("id")
+    explain.add_argument("id", type=artifact_id_argument)
     explain.add_argument("--home")
     corpus = commands.add_parser("corpus", help="validate, store and index a user corpus")
     corpus.add_argument("path", help="a file, a directory of files, a glob, or a dataset")
@@ -371,7 +391,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         "serve-retriever", help="serve an index over HTTP with Search-R1's /retrieve (and /access)"
     )
     source = retriever.add_mutually_exclusive_group(required=True)
-    source.add_argument("--index", help="id of an index artifact")
+    source.add_argument("--index", type=artifact_id_argument, help="id of an index artifact")
     source.add_argument("--corpus", help="a user corpus to validate, index and serve")
     retriever.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     retriever.add_argument("--port", type=int, default=8000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.orchestration import OrchestrationConfig
 from tasks.agent.collect import SamplingConfig
@@ -29,7 +29,8 @@ class CollectConfig(SamplingConfig):
 class PipelineConfig(BaseModel):
     """Everything one pipeline run depends on; equal configs give equal artifact ids."""
 
-    model_config = ConfigDict(extra="forbid")
+    # a rejected value (a URL with a password in it, say) is not echoed into logs
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     home: str | None = Field(None, description="Store root; defaults to $TRAILFORGE_HOME or ./.trailforge.")
     rounds: int = Field(1, ge=1, le=100, description="Collect-annotate-select-train-evaluate rounds.")
@@ -46,6 +47,16 @@ class PipelineConfig(BaseModel):
         default_factory=OrchestrationConfig,
         description="Where stages run (thread pool or Dask) and the concurrency limit guarding models.",
     )
+
+    @model_validator(mode="after")
+    def _oracle_sees_the_evidence(self) -> PipelineConfig:
+        shown = self.collect.agent.tools.top_k
+        if self.synthesis.evidence_top_k > shown:
+            raise ValueError(
+                f"synthesis.evidence_top_k {self.synthesis.evidence_top_k} is above collect.agent.tools."
+                f"top_k {shown}: tasks would be kept whose evidence the agent's search never shows"
+            )
+        return self
 
     @property
     def n_shards(self) -> int:

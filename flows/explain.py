@@ -1,6 +1,6 @@
 """Why an artifact is (or would be) reused or recomputed, from its id's own ingredients.
 
-An artifact id is a digest of (stage, config, input ids, code version). Explaining one means
+An artifact id is a digest of (stage, config, input ids, code version, environment). Explaining one means
 recomputing that digest from what the catalog recorded, checking the payload is in the store, and
 walking the inputs: an artifact is reused exactly when its payload is present and every
 ingredient is unchanged; otherwise the first thing that differs is the reason it would be rebuilt.
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-from storage import CODE_VERSION, ArtifactStore, Catalog, artifact_id
+from storage import ArtifactStore, Catalog, artifact_id
+from tasks.stage import get_stage
 
 
 def explain(artifact: str, store: ArtifactStore, catalog: Catalog) -> list[str]:
@@ -25,8 +26,10 @@ def explain(artifact: str, store: ArtifactStore, catalog: Catalog) -> list[str]:
             [artifact],
         )
         produced_by = catalog.query("SELECT * FROM runs WHERE flow_run_id = ?", [row["flow_run_id"]])
+        history = catalog.versions_of(artifact)
 
     config = json.loads(row["config_json"])
+    environment = json.loads(row.get("environment_json") or "{}")
     inputs = {p["role"]: p["parent"] for p in parents}
     lines = [
         f"{artifact}: {row['kind']} from stage {row['stage']!r}, {row['rows']} rows, "
@@ -35,16 +38,25 @@ def explain(artifact: str, store: ArtifactStore, catalog: Catalog) -> list[str]:
         "its id is the digest of:",
         f"  stage         {row['stage']}",
         f"  config        {json.dumps(config, sort_keys=True)[:300]}",
-        f"  code version  {row['code_version']}",
+        f"  code version  {row['code_version']}  (a digest of the source the stage runs)",
+        f"  environment   {json.dumps(environment, sort_keys=True)}",
     ]
     for p in parents:
         lines.append(f"  input {p['role']:8s}{p['parent']}  ({p['kind']} from {p['stage']})")
+    lines += [
+        f"  supersedes    {older}  (an earlier version; history, not an input)"
+        for older in history["supersedes"]
+    ]
+    lines += [f"  superseded by {newer}" for newer in history["superseded_by"]]
 
     reasons = []
-    if artifact_id(row["stage"], config, inputs, row["code_version"]) != artifact:
+    if artifact_id(row["stage"], config, inputs, row["code_version"], environment) != artifact:
         reasons.append("its recorded ingredients do not give its id (recorded by another Trailforge version)")
-    if row["code_version"] != CODE_VERSION:
-        reasons.append(f"the code version changed ({row['code_version']} -> {CODE_VERSION}): a new id")
+    current = get_stage(row["stage"]).code_version
+    if row["code_version"] != current:
+        reasons.append(
+            f"the code of stage {row['stage']!r} changed ({row['code_version']} -> {current}): a new id"
+        )
     if not store.exists(row["kind"], artifact):
         reasons.append(f"its payload is missing from the store ({store.path(row['kind'], artifact)})")
     for p in parents:

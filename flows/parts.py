@@ -22,6 +22,18 @@ from flows.recipe import (
 )
 from flows.report import RoundReport
 from flows.stages import StageRunner, stage_runner
+from storage import ArtifactStore
+
+POLICY_KINDS = ("checkpoint", "model")  # what a model_id may name, as starting_policy looks it up
+
+
+def _given(config: PipelineConfig, artifact_id: str | None, kinds: tuple[str, ...]) -> None:
+    """Fail on a malformed or unknown id before the run is recorded or its task runner started.
+
+    Ids typed into a UI form name directories in the store; ``../x`` never gets near one.
+    """
+    if artifact_id is not None:
+        find_artifact(ArtifactStore(config.home), artifact_id, kinds)
 
 
 def _summary(run: StageRunner, **refs) -> dict[str, str]:
@@ -50,8 +62,9 @@ def collection(
     """Trajectories of one round: ``model_id`` (a model or checkpoint; default the base model)
     on every training task. ``round_index`` picks the round's sampling seed."""
     config = config or PipelineConfig()
+    _given(config, model_id, POLICY_KINDS)
     with stage_runner("trailforge-collection", config, config.home, config.orchestration) as run:
-        policy = starting_policy(run, config, model_id)  # an unknown id fails before any work
+        policy = starting_policy(run, config, model_id)
         task_set = build_task_set(run, config)
         trajectories = collect(run, config, policy, task_set, round_index)
         return _summary(run, model=policy, trajectories=trajectories)
@@ -61,6 +74,7 @@ def collection(
 def annotation(config: PipelineConfig | None = None, trajectories_id: str | None = None) -> dict[str, str]:
     """Judge a trajectories artifact (default: round 1's collection) and select the best."""
     config = config or PipelineConfig()
+    _given(config, trajectories_id or None, ("trajectories",))
     with stage_runner("trailforge-annotation", config, config.home, config.orchestration) as run:
         given = trajectories_id and find_artifact(run.store, trajectories_id, ("trajectories",))
         task_set = build_task_set(run, config)
@@ -74,6 +88,7 @@ def annotation(config: PipelineConfig | None = None, trajectories_id: str | None
 def rounds(config: PipelineConfig | None = None, model_id: str | None = None) -> RoundReport:
     """``config.rounds`` more rounds from ``model_id`` (a checkpoint of an earlier run, say)."""
     config = config or PipelineConfig()
+    _given(config, model_id, POLICY_KINDS)
     with stage_runner("trailforge-rounds", config, config.home, config.orchestration) as run:
         report = rounds_report(run, config, model_id)
     publish_report(report)

@@ -13,13 +13,16 @@ import json
 import re
 from dataclasses import dataclass
 
-from flows.stages import payload_bytes
+from flows.stages import StageRunner
 from storage import ArtifactRef, ArtifactStore, Catalog
-from storage.schemas import Failure
-from storage.store import read_rows
-from tasks.stage import Inputs, execute_stage
+from tasks.stage import Inputs, get_stage, stage_artifact_id
 
 _LISTED = re.compile(r"^(?P<role>.+)\[(?P<index>\d+)\]$")
+
+
+class RecipeChanged(RuntimeError):
+    """An artifact's recorded ingredients no longer give its id: rebuilding it would be a different
+    artifact under an old name, so nothing is touched."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,20 @@ def recorded_inputs(catalog: Catalog, artifact_id: str, store: ArtifactStore) ->
         ref = store.ref(parent["kind"], parent["parent"], reused=True)
         if match := _LISTED.match(parent["role"]):
             listed.setdefault(match["role"], {})[int(match["index"])] = ref
-        elif parent["role"] != "supersedes":  # a refresh's history edge, not an input
+        else:
             single[parent["role"]] = ref
     return {**single, **{role: [refs[i] for i in sorted(refs)] for role, refs in listed.items()}}
 
 
-def rebuild(artifact_ids: list[str], store: ArtifactStore, catalog: Catalog) -> list[Rebuilt]:
-    """Rebuild these artifacts and their descendants, oldest first; returns what was rebuilt."""
+def rebuild(artifact_ids: list[str], run: StageRunner) -> list[Rebuilt]:
+    """Rebuild these artifacts and their descendants, oldest first; returns what was rebuilt.
+
+    Every artifact's recipe is checked before anything is built: if the code or environment has
+    moved since it was recorded, its ingredients give another id, and the whole rebuild is refused
+    with every artifact left as it was (rerun the flow instead, which builds the new ids beside the
+    old). Each rebuilt version replaces the old only when complete and unread (see the store).
+    """
+    store, catalog = run.store, run.catalog
     wanted = set(artifact_ids)
     for artifact_id in artifact_ids:
         wanted |= {row["id"] for row in catalog.descendants(artifact_id)}
@@ -64,22 +74,24 @@ def rebuild(artifact_ids: list[str], store: ArtifactStore, catalog: Catalog) -> 
     if missing:
         raise ValueError(f"no artifact {', '.join(sorted(missing))} in the catalog at {catalog.path}")
 
-    done = []
+    plans = []
     for row in rows:
+        stage = get_stage(row["stage"])
+        config = stage.config_model.model_validate(json.loads(row["config_json"]))
         inputs = recorded_inputs(catalog, row["id"], store)
-        config = json.loads(row["config_json"])
+        if stage_artifact_id(stage, config, inputs) != row["id"]:
+            raise RecipeChanged(
+                f"{row['id']} ({row['stage']}): its recorded ingredients no longer give its id (the code "
+                "or environment changed since it was built); nothing was rebuilt. Rerun the flow instead"
+            )
+        plans.append((row, config, inputs))
+
+    done = []
+    for row, config, inputs in plans:
         before = catalog.query("SELECT count(*) AS n FROM failures WHERE artifact_id = ?", [row["id"]])[0][
             "n"
         ]
-        store.remove(row["kind"], row["id"])
-        ref = execute_stage(row["stage"], store, config, inputs)
-        if ref.id != row["id"]:
-            raise RuntimeError(
-                f"{row['id']} rebuilt as {ref.id}: its recorded ingredients no longer give its id "
-                "(recorded by another Trailforge version); rerun the flow instead"
-            )
-        failures = [f.model_copy(update={"artifact_id": ref.id}) for f in read_rows(ref, Failure, "failures")]
-        catalog.replace_failures(ref.id, failures)
-        catalog.update_payload(ref, payload_bytes(ref))
-        done.append(Rebuilt(ref.id, row["stage"], before, len(failures)))
+        ref = run(row["stage"], config, inputs, f"retry {row['stage']}", replace=True)
+        after = catalog.query("SELECT count(*) AS n FROM failures WHERE artifact_id = ?", [ref.id])[0]["n"]
+        done.append(Rebuilt(ref.id, row["stage"], before, after))
     return done

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flows.config import PipelineConfig
 from flows.stages import StageRunner
 from storage import ArtifactRef, ArtifactStore
+from storage.ids import check_artifact_id
 from tasks.agent.collect import MergeConfig, ShardConfig
 from tasks.agent.oracle import OracleConfig
 
@@ -37,7 +38,7 @@ class RoundResult:
 def build_task_set(run: StageRunner, config: PipelineConfig) -> TaskSet:
     world = run("world", config.world, {})
     index = run("index", config.index, {"corpus": world})
-    tasks = run("synthesize", config.synthesis, {"world": world})
+    tasks = run("synthesize", config.synthesis, {"world": world, "index": index})
     return TaskSet(world, index, tasks)
 
 
@@ -49,10 +50,19 @@ def starting_policy(run: StageRunner, config: PipelineConfig, model_id: str | No
 
 
 def find_artifact(store: ArtifactStore, artifact_id: str, kinds: tuple[str, ...]) -> ArtifactRef:
+    """An existing artifact of one of these kinds, named by an id given from outside (a flow form).
+
+    The id is checked before it is joined to a path, so ``../x`` fails here, not somewhere on disk.
+    """
+    missing = f"no {' or '.join(kinds)} artifact {artifact_id!r}"
+    try:
+        check_artifact_id(artifact_id)
+    except ValueError as error:
+        raise ValueError(f"{missing}: {error}") from None
     for kind in kinds:
         if store.exists(kind, artifact_id):
             return store.ref(kind, artifact_id, reused=True)
-    raise ValueError(f"no {' or '.join(kinds)} artifact {artifact_id!r} under {store.root}")
+    raise ValueError(f"{missing} under {store.root}")
 
 
 def oracle_demonstrations(run: StageRunner, config: PipelineConfig, task_set: TaskSet) -> ArtifactRef:

@@ -2,8 +2,9 @@
 
 It digests the corpus files (bytes, not timestamps) and compares with what the store holds. An
 unchanged corpus is a no-op: nothing is read beyond the digest and no artifact is created. A
-changed one gets a new corpus artifact and a new index, both recorded in lineage with an edge
-from the corpus version they replace, so ``trailforge lineage`` shows the refresh history.
+changed one gets a new corpus artifact and a new index, built and recorded like every artifact
+(through the flow's stage runner), and the new corpus is recorded as superseding the version it
+replaces: history, kept apart from the inputs, so ``trailforge lineage`` shows it as such.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import json
 import time
 
 from prefect import flow, get_run_logger
-from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.stages import StageRunner
-from storage import ArtifactRef, ArtifactStore, Catalog
+from flows.orchestration import OrchestrationConfig
+from flows.stages import stage_runner
+from storage import ArtifactRef, ArtifactStore
+from storage.catalog import Catalog
 from tasks.corpus.user import CorpusConfig, pin
 from tasks.search.index import IndexConfig
 from tasks.stage import get_stage, stage_artifact_id
@@ -60,11 +62,11 @@ def refresh(config: RefreshConfig) -> RefreshResult:
             )
 
     previous = _latest_version(catalog, config.corpus.path)
-    run = StageRunner(store, catalog, str(get_run_context().flow_run.id))
-    corpus = run("corpus", source, {})
-    if previous is not None and previous.id != corpus.id:
-        catalog.record(corpus, {"supersedes": previous})  # an edge only: the row exists already
-    index = run("index", config.index, {"corpus": corpus})
+    with stage_runner("trailforge-refresh", config, config.home, OrchestrationConfig()) as run:
+        corpus = run("corpus", source, {})
+        if previous is not None and previous.id != corpus.id:
+            catalog.record_version(previous.id, corpus.id)
+        index = run("index", config.index, {"corpus": corpus})
     logger.info("corpus %s changed: corpus %s, index %s", config.corpus.path, corpus.id, index.id)
     return RefreshResult(
         changed=True, corpus_id=corpus.id, index_id=index.id, seconds=time.perf_counter() - started

@@ -1,12 +1,11 @@
 """Artifact store, DuckDB lineage catalog and the pydantic schemas of every artifact row."""
 
 from storage.catalog import Catalog
-from storage.ids import CODE_VERSION, artifact_id, canonical_json
+from storage.ids import artifact_id, canonical_json
 from storage.schemas import ArtifactRef
 from storage.store import ArtifactStore, default_home
 
 __all__ = [
-    "CODE_VERSION",
     "ArtifactRef",
     "ArtifactStore",
     "Catalog",

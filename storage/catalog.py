@@ -10,6 +10,7 @@ duplicates a row.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import random
 import threading
@@ -23,7 +24,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from storage.ids import CODE_VERSION
 from storage.schemas import ArtifactRef, Failure
 
 SCHEMA = """
@@ -32,12 +32,21 @@ CREATE TABLE IF NOT EXISTS artifacts (
     code_version VARCHAR, rows BIGINT, bytes BIGINT, created_at TIMESTAMP,
     flow_run_id VARCHAR, task_run_id VARCHAR
 );
+ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS environment_json VARCHAR;
 CREATE TABLE IF NOT EXISTS edges (
     parent VARCHAR, child VARCHAR, role VARCHAR,
-    -- 64-bit hashes of the ids: ancestry walks join on these, about twice as fast as on strings.
+    -- 64-bit keys of the ids (see id_key): ancestry walks join on these, about twice as fast as on
+    -- strings. They are computed by Trailforge, never by DuckDB's hash(), whose values may change
+    -- between DuckDB versions and would silently break walks over an older catalog.
     parent_key UBIGINT, child_key UBIGINT,
     PRIMARY KEY (parent, child, role)
 );
+-- A newer version of the same source (a refreshed corpus) supersedes an older one: history, not
+-- an input, so it is kept apart from the edges that ids and rebuilds are made from.
+CREATE TABLE IF NOT EXISTS versions (
+    older VARCHAR, newer VARCHAR, created_at TIMESTAMP, PRIMARY KEY (older, newer)
+);
+CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     flow_run_id VARCHAR PRIMARY KEY, flow_name VARCHAR, parameters_json VARCHAR, state VARCHAR,
     started_at TIMESTAMP, ended_at TIMESTAMP
@@ -48,6 +57,13 @@ CREATE TABLE IF NOT EXISTS failures (
     PRIMARY KEY (stage, item_id, artifact_id)
 );
 """
+EDGE_KEY_SCHEME = "md5-u64-v1"
+
+
+def id_key(artifact_id: str) -> int:
+    """A stable 64-bit key of an id: the first 8 bytes of its MD5, big-endian."""
+    return int.from_bytes(hashlib.md5(artifact_id.encode()).digest()[:8], "big")
+
 
 ARTIFACT_SCHEMA = pa.schema(
     [
@@ -62,9 +78,28 @@ ARTIFACT_SCHEMA = pa.schema(
         ("created_at", pa.timestamp("us")),
         ("flow_run_id", pa.string()),
         ("task_run_id", pa.string()),
+        ("environment_json", pa.string()),
     ]
 )
 EDGE_SCHEMA = pa.schema([("parent", pa.string()), ("child", pa.string()), ("role", pa.string())])
+KEYED_EDGE_SCHEMA = pa.schema(
+    [*EDGE_SCHEMA, pa.field("parent_key", pa.uint64()), pa.field("child_key", pa.uint64())]
+)
+
+
+def keyed_edges(edges: pa.Table) -> pa.Table:
+    parents, children = edges.column("parent").to_pylist(), edges.column("child").to_pylist()
+    return pa.table(
+        {
+            "parent": parents,
+            "child": children,
+            "role": edges.column("role"),
+            "parent_key": pa.array([id_key(p) for p in parents], pa.uint64()),
+            "child_key": pa.array([id_key(c) for c in children], pa.uint64()),
+        },
+        schema=KEYED_EDGE_SCHEMA,
+    )
+
 
 _LOCK_MARKERS = ("lock", "conflicting", "being used by another process")
 
@@ -128,6 +163,7 @@ class Catalog:
                 con = self._open()
                 try:
                     con.execute(SCHEMA)
+                    _rekey_edges(con)
                 finally:
                     con.close()
             finally:
@@ -159,9 +195,9 @@ class Catalog:
             con.register("new_artifacts", artifacts)
             con.execute("INSERT INTO artifacts SELECT * FROM new_artifacts ON CONFLICT DO NOTHING")
             if edges is not None and edges.num_rows:
-                con.register("new_edges", edges)
+                con.register("new_edges", keyed_edges(edges))
                 con.execute(
-                    "INSERT INTO edges SELECT DISTINCT parent, child, role, hash(parent), hash(child) "
+                    "INSERT INTO edges SELECT DISTINCT parent, child, role, parent_key, child_key "
                     "FROM new_edges ON CONFLICT DO NOTHING"
                 )
             con.execute("COMMIT")
@@ -175,6 +211,8 @@ class Catalog:
         nbytes: int = 0,
         flow_run_id: str | None = None,
         task_run_id: str | None = None,
+        code_version: str = "",
+        environment_json: str = "{}",
     ) -> None:
         """Record one artifact and its edges from its parents (by role)."""
         artifact = pa.Table.from_pylist(
@@ -185,12 +223,13 @@ class Catalog:
                     "uri": ref.uri,
                     "stage": ref.stage,
                     "config_json": config_json,
-                    "code_version": CODE_VERSION,
+                    "code_version": code_version,
                     "rows": ref.rows,
                     "bytes": nbytes,
                     "created_at": datetime.now(UTC).replace(tzinfo=None),
                     "flow_run_id": flow_run_id,
                     "task_run_id": task_run_id,
+                    "environment_json": environment_json,
                 }
             ],
             schema=ARTIFACT_SCHEMA,
@@ -205,16 +244,42 @@ class Catalog:
                 edge_rows.append({"parent": parent.id, "child": ref.id, "role": f"{role}[{i}]"})
         self.record_artifacts(artifact, pa.Table.from_pylist(edge_rows, schema=EDGE_SCHEMA))
 
+    def record_version(self, older: str, newer: str) -> None:
+        """``newer`` supersedes ``older`` (a refreshed corpus): history, not an input."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO versions VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [older, newer, datetime.now(UTC).replace(tzinfo=None)],
+            )
+
+    def versions_of(self, artifact_id: str) -> dict[str, list[str]]:
+        """The versions this artifact superseded and those that superseded it."""
+        older = self.query("SELECT older FROM versions WHERE newer = ? ORDER BY created_at", [artifact_id])
+        newer = self.query("SELECT newer FROM versions WHERE older = ? ORDER BY created_at", [artifact_id])
+        return {"supersedes": [r["older"] for r in older], "superseded_by": [r["newer"] for r in newer]}
+
     def record_failures(self, failures: Iterable[Failure], flow_run_id: str | None = None) -> int:
-        rows = [
-            {
-                **f.model_dump(),
-                "artifact_id": f.artifact_id or "",
-                "flow_run_id": flow_run_id,
-                "created_at": datetime.now(UTC).replace(tzinfo=None),
-            }
-            for f in failures
-        ]
+        """Insert failures; one item that failed more than once keeps every record (``#2``, ``#3``).
+
+        The key is (stage, item, artifact), and inserts skip existing keys so a resumed run adds no
+        duplicates; two different failures of one item in one artifact must therefore not share a
+        key, or the second would vanish.
+        """
+        seen: dict[tuple[str, str, str], int] = {}
+        rows = []
+        for f in failures:
+            key = (f.stage, f.item_id, f.artifact_id or "")
+            seen[key] = seen.get(key, 0) + 1
+            item_id = f.item_id if seen[key] == 1 else f"{f.item_id}#{seen[key]}"
+            rows.append(
+                {
+                    **f.model_dump(),
+                    "item_id": item_id,
+                    "artifact_id": f.artifact_id or "",
+                    "flow_run_id": flow_run_id,
+                    "created_at": datetime.now(UTC).replace(tzinfo=None),
+                }
+            )
         if not rows:
             return 0
         table = pa.Table.from_pylist(rows)
@@ -226,11 +291,13 @@ class Catalog:
             )
         return len(rows)
 
-    def replace_failures(self, artifact_id: str, failures: list[Failure]) -> None:
-        """An artifact built again: its old failures go, its new ones (if any) take their place."""
+    def replace_failures(
+        self, artifact_id: str, failures: list[Failure], flow_run_id: str | None = None
+    ) -> None:
+        """An artifact (re)built: its old failures go, its new ones (if any) take their place."""
         with self.connect() as con:
             con.execute("DELETE FROM failures WHERE artifact_id = ?", [artifact_id])
-        self.record_failures(failures)
+        self.record_failures(failures, flow_run_id)
 
     def update_payload(self, ref: ArtifactRef, nbytes: int) -> None:
         """Rows and size of an artifact rebuilt under its id (same ingredients, new content)."""
@@ -283,7 +350,7 @@ class Catalog:
         # resolved to ids, edge roles and kinds afterwards with two filtered scans.
         walk_sql = f"""
             WITH RECURSIVE walk(key, depth) AS (
-                SELECT {towards}_key, 1 FROM edges WHERE {away}_key = hash($start)
+                SELECT {towards}_key, 1 FROM edges WHERE {away}_key = $start
                 UNION
                 SELECT e.{towards}_key, w.depth + 1 FROM walk w JOIN edges e ON e.{away}_key = w.key
                 WHERE w.depth < $max_depth
@@ -293,12 +360,12 @@ class Catalog:
         with self.connect() as con:
             con.execute("SET threads = 1")  # each level is a tiny join; scheduling would dominate
             try:
+                start_key = id_key(artifact_id)
                 depth_of = dict(
-                    con.execute(walk_sql, {"start": artifact_id, "max_depth": max_depth}).fetchall()
+                    con.execute(walk_sql, {"start": start_key, "max_depth": max_depth}).fetchall()
                 )
                 if not depth_of:
                     return []
-                start_key = con.execute("SELECT hash(?)", [artifact_id]).fetchone()[0]
                 depth_of_near = {**depth_of, start_key: 0}
                 hops = con.execute(
                     f"""SELECT {towards}, {towards}_key, {away}, {away}_key, role FROM edges
@@ -334,3 +401,21 @@ class Catalog:
                 table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in ("artifacts", "edges", "runs", "failures")
             }
+
+
+def _rekey_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Give every edge keys of the current scheme (a catalog written by an older Trailforge)."""
+    found = con.execute("SELECT value FROM settings WHERE key = 'edge_keys'").fetchone()
+    if found and found[0] == EDGE_KEY_SCHEME:
+        return
+    edges = con.sql("SELECT parent, child, role FROM edges").to_arrow_table()
+    con.execute("BEGIN")
+    if edges.num_rows:
+        con.register("rekeyed", keyed_edges(edges))
+        con.execute("DELETE FROM edges")
+        con.execute("INSERT INTO edges SELECT * FROM rekeyed")
+    con.execute(
+        "INSERT INTO settings VALUES ('edge_keys', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [EDGE_KEY_SCHEME],
+    )
+    con.execute("COMMIT")

@@ -148,6 +148,20 @@ class Trajectory(Row):
     )
     parent_id: str | None = Field(None, description="The trajectory this revision was cut from.")
     cut_step: int | None = Field(None, description="Steps kept from the parent before regenerating.")
+    error: str | None = Field(
+        None,
+        description="Why the trajectory was cut short by a failure outside the agent's control (the "
+        "model backend or the retriever gave up); such a trajectory counts as wrong and is never "
+        "trained on. Its failure is also in the failures table.",
+    )
+    protocol_digest: str = Field(
+        "", description="Digest of the system prompt and tool schema the agent was given."
+    )
+    template_digest: str | None = Field(
+        None,
+        description="Digest of the chat template that rendered its prompts; None when no local "
+        "template did (the oracle, a served teacher). Training refuses a mismatch with the policy's.",
+    )
 
 
 # --- annotation, selection, evaluation -----------------------------------------------------------
@@ -182,14 +196,17 @@ class EvalRow(Row):
     f1: float
     tool_calls: int
     valid_format: bool
+    failed: bool = Field(False, description="A backend or the retriever gave up; scored as wrong.")
 
 
 class EvalSummary(Row):
     policy: str
     tasks: int
     samples_per_task: int
+    k: int = Field(1, description="k of pass_at_k (unbiased estimator when k < samples_per_task).")
     pass_at_1: float
     pass_at_k: float
+    failed: int = Field(0, description="Rollouts a backend or the retriever gave up on (scored wrong).")
     exact_match: float
     f1: float
     tool_calls: float

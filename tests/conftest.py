@@ -41,9 +41,12 @@ def index_ref(shared_store, world_ref):
 
 
 @pytest.fixture(scope="session")
-def tasks_ref(shared_store, world_ref):
+def tasks_ref(shared_store, world_ref, index_ref):
     return execute_stage(
-        "synthesize", shared_store, SynthesisConfig(train_tasks=8, eval_tasks=4), {"world": world_ref}
+        "synthesize",
+        shared_store,
+        SynthesisConfig(train_tasks=8, eval_tasks=4),
+        {"world": world_ref, "index": index_ref},
     )
 
 

@@ -83,6 +83,7 @@ def test_bulk_insert_through_arrow(tmp_path):
             "created_at": pa.array([None] * n, pa.timestamp("us")),
             "flow_run_id": [None] * n,
             "task_run_id": [None] * n,
+            "environment_json": ["{}"] * n,
         },
         schema=ARTIFACT_SCHEMA,
     )

@@ -11,7 +11,7 @@ import pytest
 from storage import ArtifactStore, Catalog, artifact_id, canonical_json
 from storage.store import read_table, write_table
 from tasks.corpus.world import WorldConfig
-from tasks.stage import execute_stage
+from tasks.stage import execute_stage, get_stage, stage_artifact_id
 
 
 def test_canonical_json_ignores_key_order():
@@ -64,7 +64,7 @@ KILLED_WRITER = textwrap.dedent(
 def test_killed_writer_leaves_no_artifact_and_rerun_has_no_duplicates(tmp_path):
     store = ArtifactStore(tmp_path)
     world = WorldConfig(people=20, organisations=6, works=4, events=2, cities=6, countries=2)
-    aid = artifact_id("world", world, {})
+    aid = stage_artifact_id(get_stage("world"), world, {})
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path), aid])
     deadline = time.monotonic() + 60
     while not (tmp_path / "started").exists():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import uuid
+from pathlib import Path
 
 import pytest
 from fastapi import Request, Response
 
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.hf import HFGenerator
-from tasks.llm.openai_api import OpenAIConfig, OpenAIGenerator, parse_openai_spec
+from tasks.llm.openai_api import OpenAIConfig, OpenAIGenerator, check_openai_spec, parse_openai_spec
 from tasks.llm.openai_server import create_app
 from tasks.search.tools import SearchTool
 from tasks.synthesis.two_hop import load_tasks
@@ -89,11 +92,103 @@ def test_client_errors_are_not_retried(generator):
     assert client.requests_sent == 1
 
 
-def test_spec_parsing_and_the_key_stays_out_of_the_config(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+def _texts_under(root: Path) -> dict[str, str]:
+    """Every file's bytes as text, and what Parquet and DuckDB files hold read back as text too:
+    both may compress strings, so a secret could be in a file without being in its raw bytes."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    texts = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
+        if path.suffix == ".parquet":
+            texts[f"{path} (rows)"] = json.dumps(pq.read_table(path).to_pylist(), default=str)
+        elif path.suffix == ".duckdb":
+            with duckdb.connect(str(path), read_only=True) as con:
+                tables = [row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+                for table in tables:
+                    rows = con.execute(f'SELECT * FROM "{table}"').fetchall()
+                    texts[f"{path} ({table})"] = json.dumps(rows, default=str)
+    return texts
+
+
+def test_the_api_key_reaches_the_server_and_nothing_logged_or_stored(
+    generator, prefect_harness, tmp_path, monkeypatch, caplog, capfd
+):
+    import prefect.settings
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.config import PipelineConfig
+    from flows.parts import collection
+
+    secret = f"sk-trailforge-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    app = create_app(generator, "tiny")
+    authorizations: list[str | None] = []
+
+    @app.middleware("http")
+    async def record(request: Request, call_next):
+        authorizations.append(request.headers.get("authorization"))
+        return await call_next(request)
+
+    home = tmp_path / "home"
+    with running(app) as url:
+        teacher = f"openai:tiny@{url}/v1"
+        config = PipelineConfig.model_validate(
+            {
+                "home": str(home),
+                "policy": {"spec": "hf:tiny"},
+                "synthesis": {"train_tasks": 2, "eval_tasks": 2},
+                "collect": {
+                    "samples_per_task": 1,
+                    "shard_size": 2,
+                    "teacher": teacher,
+                    "agent": {"max_turns": 1, "max_new_tokens": 8},
+                },
+            }
+        )
+        made = collection(config)
+    assert made["trajectories"]
+    APILogHandler().flush()
+    assert authorizations and set(authorizations) == {f"Bearer {secret}"}  # the key was in use
+
+    stored = _texts_under(home)
+    database = Path(prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split("///")[-1])
+    prefect_db = _texts_under(database.parent)  # flow run parameters and logs, WAL included
+    out, err = capfd.readouterr()
+    logged = {"caplog": caplog.text, "stdout": out, "stderr": err}
+    # The scan sees what it should: the teacher spec in the shard's config, rows and catalog,
+    # the flow run's parameters in Prefect's database.
+    assert any(name.endswith("_meta.json") and teacher in text for name, text in stored.items())
+    assert any(name.endswith("(rows)") and teacher in text for name, text in stored.items())
+    assert any("(artifacts)" in name and teacher in text for name, text in stored.items())
+    assert any(teacher in text for text in prefect_db.values())
+    assert caplog.records
+    leaks = [name for name, text in {**stored, **prefect_db, **logged}.items() if secret in text]
+    assert leaks == []
+
+
+def test_spec_parsing_and_urls_with_credentials_are_refused(monkeypatch):
     config = parse_openai_spec("openai:qwen3@http://127.0.0.1:9000/v1")
     assert (config.model, config.base_url) == ("qwen3", "http://127.0.0.1:9000/v1")
-    assert "sk-secret" not in config.model_dump_json()
+    assert check_openai_spec("openai:qwen3@http://127.0.0.1:9000/v1?deployment=a") == (
+        "openai:qwen3@http://127.0.0.1:9000/v1?deployment=a"
+    )
+    for spec in (
+        "openai:qwen3@http://user:hunter2@127.0.0.1:9000/v1",
+        "openai:qwen3@http://hunter2@127.0.0.1:9000/v1",
+        "openai:qwen3@https://api.example.com/v1?api_key=hunter2",
+        "openai:qwen3@https://api.example.com/v1?x=1&access_token=hunter2",
+    ):
+        for refuse in (check_openai_spec, parse_openai_spec):
+            with pytest.raises(ValueError, match=r"OPENAI_API_KEY instead") as refused:
+                refuse(spec)
+            assert "hunter2" not in str(refused.value) and "***" in str(refused.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://user:hunter2@api.example.com/v1")
+    with pytest.raises(ValueError, match="credentials") as refused:
+        parse_openai_spec("openai:qwen3")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_a_served_teacher_collects_a_shard_in_place_of_the_policy(

@@ -87,6 +87,7 @@ def test_explain_says_why_an_artifact_is_reused_or_rebuilt(prefect_harness, tmp_
     import shutil
 
     from flows.cli import main
+    from tasks.stage import get_stage
 
     config = PipelineConfig.model_validate(
         {**TINY, "home": str(tmp_path), "synthesis": {"train_tasks": 3, "eval_tasks": 2}}
@@ -97,10 +98,11 @@ def test_explain_says_why_an_artifact_is_reused_or_rebuilt(prefect_harness, tmp_
     assert main(["explain", annotations["id"], "--home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "reuses it" in out and "input trajectories[0]" in out and "input trajectories[1]" in out
+    assert f"code version  {get_stage('annotate').code_version}" in out
 
     selection = catalog.artifacts(kind="selection")[0]
     shutil.rmtree(ArtifactStore(tmp_path).path("annotations", annotations["id"]))
     assert main(["explain", selection["id"], "--home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "would recompute it" in out and f"input annotations ({annotations['id']}) is missing" in out
-    assert main(["explain", "nope", "--home", str(tmp_path)]) == 1
+    assert main(["explain", "0" * 20, "--home", str(tmp_path)]) == 1  # a well-formed id not in the catalog

@@ -72,17 +72,26 @@ def test_rate_and_refine_honours_the_retry_cap_on_a_tiny_model(tiny_model, tool,
 
 def test_cut_and_regenerate_keeps_the_prefix_before_the_first_flawed_step(tool, two_tasks):
     task = two_tasks[0]
+    # Like a sampling model: a conversation's first sample goes wrong at step 1, and only another
+    # sample (another seed) of that same conversation gets it right. Repeating a seed repeats the
+    # flaw, so the revision holds the right step only if the loop really asked for a new sample.
+    seeds: dict[str, list[int]] = {}
 
     def reply(messages, seed):
         turn = sum(m["role"] == "assistant" for m in messages)
-        regenerating = seed >= 7919  # revisions sample with their own seeds
+        asked = seeds.setdefault(json.dumps(messages), [])
+        asked.append(seed)
         if turn == 0:
             return good_search(task, 0)
         if turn == 1:
-            return good_search(task, 1) if regenerating else BAD_SEARCH
+            return BAD_SEARCH if seed == asked[0] else good_search(task, 1)
         return f"<answer>{task.answer}</answer>"
 
     trajectories, _ = run_agent(StatePolicy(reply), tool, [task], config=agent("cut-and-regenerate"))
+    # The policy was asked to continue one and the same conversation (the cut one) twice, with two
+    # different seeds: once in the first rollout and once in the revision.
+    after_step_0 = [m for m in seeds if sum(x["role"] == "assistant" for x in json.loads(m)) == 1]
+    assert len(after_step_0) == 1 and len(set(seeds[after_step_0[0]])) == 2
     first, revision = sorted(trajectories, key=lambda t: t.revision)
     assert (revision.revision, revision.parent_id, revision.cut_step) == (1, first.id, 1)
     assert revision.steps[0] == first.steps[0]  # the prefix is kept as it was

@@ -118,3 +118,78 @@ def test_agent_stages_can_search_through_a_retriever_server(server_url, tool, in
         through_server, _ = oracle_trajectory(task, remote, ToolConfig())
         local, _ = oracle_trajectory(task, tool, ToolConfig())
         assert through_server == local
+
+
+def test_an_oversize_body_gets_413_and_the_server_goes_on(tool):
+    limit = 4096  # small, so an oversize body still fits in the socket buffers
+    with running(create_app(tool, max_body_bytes=limit)) as url:
+        oversize = {"queries": ["alder tree " * 50] * 10, "topk": 3}
+        declared = httpx.post(f"{url}/retrieve", json=oversize)  # Content-Length tells
+        assert declared.status_code == 413 and f"over {limit} bytes" in declared.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # chunked: no Content-Length, the server counts what arrives
+            yield b'{"queries": ["'
+            for _ in range(20):
+                yield b"alder tree " * 40
+            yield b'"], "topk": 3}'
+
+        streamed = httpx.post(
+            f"{url}/retrieve", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        small = httpx.post(f"{url}/retrieve", json={"queries": ["alder"], "topk": 2})
+        assert small.status_code == 200 and len(small.json()["result"]) == 1
+
+
+def test_too_many_queries_too_long_a_query_or_too_big_a_topk_get_422(server_url):
+    from tasks.search.server import MAX_HITS_PER_REQUEST, MAX_QUERIES_PER_REQUEST, MAX_QUERY_CHARS, MAX_TOPK
+
+    refused = {
+        "queries": {"queries": ["alder"] * (MAX_QUERIES_PER_REQUEST + 1), "topk": 1},
+        "query length": {"queries": ["a" * (MAX_QUERY_CHARS + 1)], "topk": 1},
+        "topk": {"queries": ["alder"], "topk": MAX_TOPK + 1},
+        "documents": {"queries": ["alder"] * (MAX_HITS_PER_REQUEST // MAX_TOPK + 1), "topk": MAX_TOPK},
+    }
+    for bound, payload in refused.items():
+        assert httpx.post(f"{server_url}/retrieve", json=payload, timeout=60).status_code == 422, bound
+    pages = httpx.post(f"{server_url}/access", json={"ids": ["doc"] * (MAX_QUERIES_PER_REQUEST + 1)})
+    assert pages.status_code == 422
+    at_the_bounds = {"queries": ["alder", "a" * MAX_QUERY_CHARS], "topk": MAX_TOPK, "return_scores": False}
+    answer = httpx.post(f"{server_url}/retrieve", json=at_the_bounds, timeout=60)
+    assert answer.status_code == 200 and len(answer.json()["result"]) == 2
+
+
+def test_the_query_caches_stay_bounded(index_ref, server_url):
+    from tasks.search.tools import SearchTool
+
+    small, fresh = SearchTool(index_ref.uri, cache_size=50), SearchTool(index_ref.uri)
+    queries = [f"person number {i} born in city {i % 17}" for i in range(300)]
+    for start in range(0, 300, 60):  # each call holds more distinct queries than the cache
+        batch = queries[start : start + 60]
+        assert small.retrieve(batch, k=2) == fresh.retrieve(batch, k=2)
+        assert len(small._cache) == 50
+    assert small.retrieve(queries[-3:], k=2) == fresh.retrieve(queries[-3:], k=2)  # hits, still right
+
+    remote = RemoteSearchTool(server_url, batch_size=32, cache_size=20)
+    assert remote.search(queries[:100], k=2) == fresh.search(queries[:100], k=2)
+    assert len(remote._cache) == 20
+
+
+def test_a_retriever_url_with_credentials_is_refused_and_a_token_comes_from_the_environment(monkeypatch):
+    from tasks.search.client import RETRIEVER_TOKEN_ENV, check_retriever_url
+
+    for url in ("http://user:hunter2@retriever:8000", "http://retriever/?api_key=hunter2"):
+        with pytest.raises(ValueError, match=RETRIEVER_TOKEN_ENV) as refused:
+            RemoteSearchTool(url)
+        assert "hunter2" not in str(refused.value) and "***" in str(refused.value)
+    assert check_retriever_url("http://retriever:8000/?index=wiki") == "http://retriever:8000/?index=wiki"
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"result": [[]]})
+
+    monkeypatch.setenv(RETRIEVER_TOKEN_ENV, "hunter2")
+    remote = RemoteSearchTool("http://retriever", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    assert remote.search(["alder"], k=1) == [[]] and seen == ["Bearer hunter2"]

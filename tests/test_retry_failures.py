@@ -61,9 +61,9 @@ def test_retrying_a_failed_item_rebuilds_its_shard_and_what_depends_on_it(
         store = ArtifactStore(tmp_path)
         catalog = Catalog(store.catalog_path)
         world = execute_stage("world", store, config.world, {})
-        doomed = load_tasks(execute_stage("synthesize", store, config.synthesis, {"world": world}), "train")[
-            1
-        ]
+        index = execute_stage("index", store, config.index, {"corpus": world})
+        tasks = execute_stage("synthesize", store, config.synthesis, {"world": world, "index": index})
+        doomed = load_tasks(tasks, "train")[1]
         outage["question"] = doomed.question
         pipeline(config)
 

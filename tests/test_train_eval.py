@@ -2,16 +2,18 @@
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tasks.agent.environment import ToolConfig
 from tasks.agent.oracle import oracle_trajectory
 from tasks.evaluate.summary import EvalConfig, evaluate_policy
-from tasks.llm.hf import HFGenerator
+from tasks.llm.hf import Generation
 from tasks.search.tools import SearchTool
 from tasks.synthesis.two_hop import load_tasks
 from tasks.train.sft import TrainConfig, train_sft
+from tests.policies import StatePolicy
 
 
 def test_template_masks_everything_but_assistant_turns(tiny_model, index_ref, tasks_ref):
@@ -44,24 +46,33 @@ def test_sft_steps_change_every_parameter_and_log_loss(tiny_model, index_ref, ta
     assert len(changed) == len(before)
 
 
-def test_batched_generation_stops_each_sequence_at_its_stop_string(tiny_model):
-    generator = HFGenerator(tiny_model.uri, batch_size=4)
-    prompts = [generator.render([{"role": "user", "content": f"question {i}"}]) for i in range(5)]
-    out = generator.generate(prompts, max_new_tokens=12, temperature=0.0, stop=("</search>",))
-    assert len(out) == 5 and all(0 < g.tokens <= 12 for g in out)
-    again = generator.generate(prompts, max_new_tokens=12, temperature=0.0, stop=("</search>",))
-    assert [g.text for g in out] == [g.text for g in again]  # greedy is deterministic
-
-
-def test_evaluation_scores_every_held_out_task(tiny_model, index_ref, tasks_ref):
-    generator = HFGenerator(tiny_model.uri)
+def test_evaluation_scores_every_held_out_task(index_ref, tasks_ref):
+    """Greedy wrong everywhere, the sampled answer right on half the tasks: pass@1 0, pass@2 one half,
+    and pass@1 estimated from both samples (pass_k=1 of n=2) one quarter."""
     tasks = load_tasks(tasks_ref, "eval")
-    trajectories, rows, summary = evaluate_policy(
-        generator,
-        SearchTool(index_ref.uri),
-        tasks,
-        EvalConfig(samples_per_task=2, agent={"max_turns": 2, "max_new_tokens": 16}),
-        "tiny",
-    )
-    assert len(trajectories) == len(rows) == 2 * len(tasks)
-    assert summary.tasks == len(tasks) and 0.0 <= summary.pass_at_1 <= summary.pass_at_k <= 1.0
+    solved_when_sampling = {t.question: t.answer for t in tasks[::2]}
+
+    def reply(messages, seed, temperature):
+        question = messages[1]["content"].removeprefix("Question: ")
+        return f"<answer>{solved_when_sampling.get(question, 'nobody') if temperature > 0 else 'nobody'}</answer>"
+
+    class Policy(StatePolicy):
+        def generate(self, prompts, *, max_new_tokens, temperature, seed, stop):
+            return [Generation(reply(json.loads(p), seed, temperature), 3, 0.0) for p in prompts]
+
+    for pass_k, expected in (
+        (None, len(solved_when_sampling) / len(tasks)),
+        (1, len(solved_when_sampling) / len(tasks) / 2),
+    ):
+        trajectories, rows, summary, failures = evaluate_policy(
+            Policy(None),
+            SearchTool(index_ref.uri),
+            tasks,
+            EvalConfig(samples_per_task=2, pass_k=pass_k, agent={"max_turns": 2}),
+            "scripted",
+        )
+        assert len(trajectories) == len(rows) == 2 * len(tasks) and not failures
+        assert len({t.id for t in trajectories}) == 2 * len(tasks)
+        assert sorted(r.sample_index for r in rows) == [0] * len(tasks) + [1] * len(tasks)
+        assert summary.tasks == len(tasks) and summary.pass_at_1 == 0.0
+        assert summary.pass_at_k == pytest.approx(expected)

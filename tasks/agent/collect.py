@@ -15,7 +15,7 @@ from storage import ArtifactStore
 from storage.store import read_table, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
-from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine
+from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
 
@@ -37,6 +37,10 @@ class SamplingConfig(BaseModel):
     @classmethod
     def _known_teacher(cls, spec: str | None) -> str | None:
         return spec if spec is None else check_model_spec(spec)
+
+    def for_id(self):
+        """Refine settings cannot change trajectories collected in plain mode: reset for the id."""
+        return self.model_copy(update={"agent": self.agent.for_id()})
 
 
 class ShardConfig(SamplingConfig):
@@ -81,8 +85,25 @@ def produce_merge(work: Path, config: MergeConfig, inputs: Inputs, store: Artifa
     write_table(work, pa.concat_tables([t for t in tables if t.num_rows], promote_options="permissive"))
 
 
+def sampling_environment(config: ShardConfig, inputs: Inputs) -> dict:
+    """Precision of the generating engine, and the weights behind local teacher or critic paths."""
+    environment: dict = (
+        {"teacher": spec_environment(config.teacher)}
+        if config.teacher
+        else {"precision": precision(config.agent.engine)}
+    )
+    refine = config.agent.refine
+    if refine.mode != "plain" and refine.critic != "reference":
+        environment["critic"] = spec_environment(refine.critic)
+    return environment
+
+
 SHARD_STAGE = Stage(
-    name="collect-shard", kind="trajectory-shard", produce=produce_shard, config_model=ShardConfig
+    name="collect-shard",
+    kind="trajectory-shard",
+    produce=produce_shard,
+    config_model=ShardConfig,
+    environment=sampling_environment,
 )
 MERGE_STAGE = Stage(
     name="merge-trajectories", kind="trajectories", produce=produce_merge, config_model=MergeConfig

@@ -1,15 +1,22 @@
-"""Executes one turn's actions for every active trajectory: one batched search call per turn."""
+"""Executes one turn's actions for every active trajectory: one batched search call per turn.
+
+A tool problem fails one item, never the batch. A mistake of the agent's (an unknown id, bad
+arithmetic, a result too large) is an observation it can react to. A failure of the environment (a
+retriever that timed out or answered 5xx after its retries) ends only the trajectories whose call
+failed, marked ``fatal``; the batch's other queries are asked again one by one, so one bad query
+does not take its neighbours with it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactRef
 from tasks.agent.protocol import ParsedTurn
-from tasks.search.client import RemoteSearchTool
+from tasks.search.client import RemoteSearchTool, check_retriever_url
 from tasks.search.tools import (
     CalculationError,
     Hit,
@@ -37,6 +44,11 @@ class ToolConfig(BaseModel):
         900, ge=50, le=100_000, description="Observations are cut to this length."
     )
 
+    @field_validator("retriever_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        return url if url is None else check_retriever_url(url)
+
 
 def tool_for(index: ArtifactRef, config: ToolConfig) -> SearchTool | RemoteSearchTool:
     """The search tool a stage's agent uses: the local index, or the configured retriever server."""
@@ -55,6 +67,7 @@ class Observation:
     text: str
     doc_ids: list[str] = field(default_factory=list)
     error: str | None = None
+    fatal: bool = False  # the environment failed, not the agent: the trajectory ends here
 
 
 def format_hits(hits: list[Hit]) -> str:
@@ -71,16 +84,24 @@ def execute_turns(tool: SearchTool, turns: list[ParsedTurn], config: ToolConfig)
     """Observation per turn (None for answers and invalid turns, which get no tool call)."""
     observations: list[Observation | None] = [None] * len(turns)
     searches = [i for i, t in enumerate(turns) if t.action == "search"]
-    if searches:
-        results = tool.search([turns[i].argument for i in searches], k=config.top_k)
-        for i, hits in zip(searches, results, strict=True):
-            observations[i] = Observation(
+    for i, hits in zip(
+        searches, _search_each(tool, [turns[i].argument for i in searches], config), strict=True
+    ):
+        observations[i] = (
+            hits
+            if isinstance(hits, Observation)
+            else Observation(
                 text=truncate(format_hits(hits), config.max_observation_chars),
                 doc_ids=[h.doc_id for h in hits],
             )
+        )
     for i, turn in enumerate(turns):
         if turn.action == "open":
-            page = tool.open(turn.argument)
+            try:
+                page = tool.open(turn.argument)
+            except Exception as exc:  # the retriever's failure, not the agent's
+                observations[i] = _environment_failure(exc)
+                continue
             if page is None:
                 observations[i] = Observation(
                     text=f"No document with id {turn.argument!r}.", error="UnknownDocument"
@@ -93,6 +114,29 @@ def execute_turns(tool: SearchTool, turns: list[ParsedTurn], config: ToolConfig)
         elif turn.action == "calculate":
             try:
                 observations[i] = Observation(text=str(calculate(turn.argument)))
-            except CalculationError as exc:
+            except (CalculationError, ArithmeticError, ValueError) as exc:
+                # OverflowError and int-to-text limits are ValueError/ArithmeticError, not CalculationError
                 observations[i] = Observation(text=f"Calculation error: {exc}", error="CalculationError")
     return observations
+
+
+def _search_each(tool: SearchTool, queries: list[str], config: ToolConfig) -> list[list[Hit] | Observation]:
+    """One batched call; if it fails, each query alone, so only the failing ones fail."""
+    if not queries:
+        return []
+    try:
+        return tool.search(queries, k=config.top_k)
+    except Exception as exc:
+        if len(queries) == 1:
+            return [_environment_failure(exc)]
+    results: list[list[Hit] | Observation] = []
+    for query in queries:
+        try:
+            results.append(tool.search([query], k=config.top_k)[0])
+        except Exception as exc:
+            results.append(_environment_failure(exc))
+    return results
+
+
+def _environment_failure(exc: Exception) -> Observation:
+    return Observation(text=f"{type(exc).__name__}: {exc}", error=type(exc).__name__, fatal=True)

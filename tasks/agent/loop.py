@@ -25,6 +25,8 @@ from tasks.agent.protocol import (
     assistant_message,
     initial_messages,
     parse_turn,
+    policy_template_digest,
+    protocol_digest,
 )
 from tasks.llm.engines import check_model_spec
 from tasks.llm.hf import Generation
@@ -84,6 +86,12 @@ class AgentConfig(BaseModel):
     tools: ToolConfig = Field(default_factory=ToolConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
 
+    def for_id(self) -> AgentConfig:
+        """In plain mode no critic runs, so its settings cannot change a trajectory."""
+        if self.refine.mode == "plain":
+            return self.model_copy(update={"refine": RefineConfig()})
+        return self
+
 
 REFINE_FEEDBACK = "A reviewer rated that step {rating}/5: {critique} Write a better step."
 
@@ -102,6 +110,12 @@ class _Rollout:
     revision: int = 0
     parent: _Rollout | None = None
     cut_at: int | None = None
+    error: str | None = None  # set when a backend or the retriever gave up on this rollout
+
+    @property
+    def item_id(self) -> str:
+        """The failure key of this rollout's current step: task, sample, revision and step."""
+        return f"{self.task.id}#s{self.sample_index}#r{self.revision}#t{len(self.steps)}"
 
     def cut(self, step: int, revision: int) -> _Rollout:
         """A copy of the first ``step`` steps, to be continued by the policy."""
@@ -139,11 +153,15 @@ def run_agent(
     stage: str = "collect",
     progress: str | None = None,
     critic: StepCritic | None = None,
+    first_sample_index: int = 0,
 ) -> tuple[list[Trajectory], list[Failure]]:
     """Roll out every task ``samples_per_task`` times; the refine mode may add critic-steered work.
 
     With cut-and-regenerate the result holds the first rollouts and every revision (linked by
-    ``parent_id``); with rate-and-refine each step keeps its rejected attempts.
+    ``parent_id``); with rate-and-refine each step keeps its rejected attempts. Samples are numbered
+    from ``first_sample_index``, so several calls for one task set never reuse a sample's key.
+    A rollout that a backend or the retriever gives up on ends with ``error`` set and a failure
+    recorded; every other rollout goes on.
     """
     mode = config.refine.mode
     if mode != "plain" and critic is None:
@@ -151,7 +169,11 @@ def run_agent(
     loop = _Loop(
         policy, tool, config, temperature, seed, stage, critic if mode == "rate-and-refine" else None
     )
-    rollouts = [_Rollout(t, i, initial_messages(t.question)) for t in tasks for i in range(samples_per_task)]
+    rollouts = [
+        _Rollout(t, first_sample_index + i, initial_messages(t.question))
+        for t in tasks
+        for i in range(samples_per_task)
+    ]
     loop.advance(rollouts, progress)
     finished = list(rollouts)
     if mode == "cut-and-regenerate":
@@ -164,7 +186,8 @@ def run_agent(
             loop.advance(current, progress and f"{progress} revision {revision}")
             finished += current
     failures = loop.failures + list(getattr(critic, "failures", []))
-    return [_trajectory(r, policy_name, temperature, seed) for r in finished], failures
+    digests = {"protocol_digest": protocol_digest(), "template_digest": policy_template_digest(policy)}
+    return [_trajectory(r, policy_name, temperature, seed, digests) for r in finished], failures
 
 
 def make_critic(spec: str, tool: SearchTool, top_k: int, stage: str) -> StepCritic:
@@ -177,7 +200,7 @@ def make_critic(spec: str, tool: SearchTool, top_k: int, stage: str) -> StepCrit
     return critic_from_spec(spec, stage=stage)
 
 
-def _trajectory(r: _Rollout, policy_name: str, temperature: float, seed: int) -> Trajectory:
+def _trajectory(r: _Rollout, policy_name: str, temperature: float, seed: int, digests: dict) -> Trajectory:
     def tid(rollout: _Rollout) -> str:
         return trajectory_id(
             policy_name, rollout.task.id, rollout.sample_index, temperature, seed, rollout.revision
@@ -199,6 +222,8 @@ def _trajectory(r: _Rollout, policy_name: str, temperature: float, seed: int) ->
         revision=r.revision,
         parent_id=tid(r.parent) if r.parent else None,
         cut_step=r.cut_at,
+        error=r.error,
+        **digests,
     )
 
 
@@ -260,6 +285,10 @@ class _Loop:
             for i, (rollout, generation, turn, observation) in enumerate(
                 zip(active, generations, turns, observations, strict=True)
             ):
+                if observation is not None and observation.fatal:
+                    # the retriever gave up on this query: this rollout ends, the rest go on
+                    self._fail(rollout, observation.error or "ToolError", observation.text, generation.text)
+                    continue
                 self._record(rollout, generation, turn, observation, judgements[i], attempts[i], len(active))
             bar.update(1)
             if ui_progress:
@@ -275,17 +304,21 @@ class _Loop:
                 kept.append((rollout, generation))
                 continue
             # The backend gave up on this prompt: the trajectory ends, and the failure is kept.
-            self.failures.append(
-                Failure(
-                    stage=self.stage,
-                    item_id=f"{rollout.task.id}#{rollout.sample_index}#{len(rollout.steps)}",
-                    error_class="GenerationError",
-                    message=generation.error,
-                    raw_output=generation.text,
-                )
-            )
-            rollout.done = True
+            self._fail(rollout, "GenerationError", generation.error, generation.text)
         return [r for r, _ in kept], [g for _, g in kept]
+
+    def _fail(self, rollout: _Rollout, error_class: str, message: str, raw_output: str) -> None:
+        self.failures.append(
+            Failure(
+                stage=self.stage,
+                item_id=rollout.item_id,
+                error_class=error_class,
+                message=message,
+                raw_output=raw_output,
+            )
+        )
+        rollout.error = f"{error_class}: {message}"
+        rollout.done = True
 
     def _rate_and_refine(self, active, generations, turns, attempts, call):
         """Rate each proposed step; regenerate those below the threshold with the critique, M times."""
@@ -367,7 +400,7 @@ class _Loop:
                 self.failures.append(
                     Failure(
                         stage=self.stage,
-                        item_id=f"{rollout.task.id}#{rollout.sample_index}#{step.index}",
+                        item_id=rollout.item_id,
                         error_class=observation.error,
                         message=observation.text,
                         raw_output=generation.text,

@@ -1,8 +1,10 @@
 """The oracle policy: replays a task's gold evidence path through the real tools.
 
-It proves each task is solvable with the search environment as built (the gold document must come
-back for the hop's query, or the oracle has to open it by id), and it gives demonstrations for a
-cold start when no teacher model is at hand.
+It proves each task is solvable with the search environment as built, and it gives demonstrations
+for a cold start when no teacher model is at hand. It behaves as a good agent must: it searches for
+each hop and reads only what the search returned. If a hop's gold document does not come back, the
+oracle does not open it by an id it never saw (that would teach the policy to invent ids): the task
+gets no demonstration and a ``GoldNotRetrieved`` failure. Synthesis drops such tasks up front.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactStore
-from storage.schemas import Failure, Hop, Step, Task, Trajectory
+from storage.schemas import Failure, Step, Task, Trajectory
 from storage.store import write_table
 from tasks.agent.environment import ToolConfig, execute_turns, tool_for
 from tasks.agent.loop import trajectory_id
-from tasks.agent.protocol import ParsedTurn, assistant_message, initial_messages
-from tasks.corpus.world import RELATIONS
+from tasks.agent.protocol import ParsedTurn, assistant_message, initial_messages, protocol_digest
 from tasks.search.tools import TOOLS_SCHEMA, SearchTool
 from tasks.stage import Inputs, Stage
+from tasks.synthesis.evidence import fact_sentence, hop_query
 from tasks.synthesis.two_hop import load_tasks
+
+__all__ = ["ORACLE", "OracleConfig", "fact_sentence", "hop_query", "oracle_trajectory"]
 
 ORACLE = "oracle"
 
@@ -33,31 +37,18 @@ class OracleConfig(BaseModel):
     tools: ToolConfig = Field(default_factory=ToolConfig)
 
 
-def fact_sentence(hop: Hop) -> str:
-    return RELATIONS[hop.relation][2].format(s=hop.subject_name, o=hop.object_name)
-
-
-def hop_query(hop: Hop) -> str:
-    return f"{hop.subject_name} {RELATIONS[hop.relation][3]}"
-
-
-def oracle_trajectory(task: Task, tool: SearchTool, config: ToolConfig) -> tuple[Trajectory, bool]:
-    """The gold-path trajectory and whether plain search found every gold document."""
+def oracle_trajectory(task: Task, tool: SearchTool, config: ToolConfig) -> tuple[Trajectory | None, bool]:
+    """The gold-path trajectory, or None with False when a hop's gold document was not retrieved."""
     messages = initial_messages(task.question)
     steps: list[Step] = []
-    found_all = True
     known = ""
     for hop in task.hops:
         lead = f"{known} " if known else ""
         thought = f"{lead}Next I look up: {hop_query(hop)}."
         turns = [ParsedTurn("search", hop_query(hop), thought, f"<think>{thought}</think>\n")]
         observation = execute_turns(tool, turns, config)[0]
-        if hop.doc_id not in observation.doc_ids:
-            found_all = False
-            _append(messages, steps, turns[0], observation)
-            thought = f"The results do not show it; I will read the page of {hop.subject_name}."
-            turns = [ParsedTurn("open", hop.doc_id, thought, f"<think>{thought}</think>\n")]
-            observation = execute_turns(tool, turns, config)[0]
+        if observation.fatal or hop.doc_id not in observation.doc_ids:
+            return None, False
         _append(messages, steps, turns[0], observation)
         known = fact_sentence(hop)
     thought = f"{known} So the answer is {task.answer}."
@@ -76,8 +67,9 @@ def oracle_trajectory(task: Task, tool: SearchTool, config: ToolConfig) -> tuple
         steps=steps,
         final_answer=task.answer,
         finished=True,
+        protocol_digest=protocol_digest(),
     )
-    return trajectory, found_all
+    return trajectory, True
 
 
 def _append(messages: list[dict], steps: list[Step], turn: ParsedTurn, observation) -> None:
@@ -102,16 +94,18 @@ def produce_oracle(work: Path, config: OracleConfig, inputs: Inputs, store: Arti
     trajectories, failures = [], []
     for task in load_tasks(inputs["tasks"], config.split):
         trajectory, found_all = oracle_trajectory(task, tool, config.tools)
-        trajectories.append(trajectory)
-        if not found_all:
-            failures.append(
-                Failure(
-                    stage="collect-oracle",
-                    item_id=task.id,
-                    error_class="GoldNotRetrieved",
-                    message="search did not return a gold document; the oracle opened it by id",
-                )
+        if found_all:
+            trajectories.append(trajectory)
+            continue
+        failures.append(
+            Failure(
+                stage="collect-oracle",
+                item_id=task.id,
+                error_class="GoldNotRetrieved",
+                message=f"a gold document was not in the top {config.tools.top_k} for its hop's query; "
+                "no demonstration (the oracle opens only documents it has seen)",
             )
+        )
     write_table(work, trajectories)
     if failures:
         write_table(work, failures, name="failures")

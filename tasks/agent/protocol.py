@@ -8,8 +8,12 @@ is trained on is exactly what it will be prompted with.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
+
+from tasks.search.tools import TOOLS_SCHEMA
 
 ACTIONS = ("search", "open", "calculate", "answer")
 STOP_STRINGS = tuple(f"</{a}>" for a in ACTIONS)
@@ -80,3 +84,20 @@ def initial_messages(question: str) -> list[dict]:
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"Question: {question}"},
     ]
+
+
+def protocol_digest() -> str:
+    """Digest of what the agent is told: the system prompt and the tools' schema."""
+    payload = json.dumps({"system": SYSTEM_PROMPT, "tools": TOOLS_SCHEMA}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def template_digest(chat_template: str | None) -> str | None:
+    """Digest of a chat template; the same conversation renders alike exactly when these agree."""
+    return None if chat_template is None else hashlib.sha256(chat_template.encode()).hexdigest()[:16]
+
+
+def policy_template_digest(policy: object) -> str | None:
+    """The template a policy renders prompts with (a local tokenizer's), or None for served models."""
+    tokenizer = getattr(policy, "tokenizer", None)
+    return template_digest(getattr(tokenizer, "chat_template", None))

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactStore
+from storage.content_digest import files_digest
 from storage.store import write_table
 from tasks.corpus.mentions import mention_triples
 from tasks.stage import Inputs, Stage
@@ -96,16 +97,10 @@ def corpus_files(config: CorpusConfig) -> list[tuple[Path, str]]:
 
 def content_digest(config: CorpusConfig) -> str:
     """sha256 over every file's name and bytes (hub datasets: name, split and resolved fingerprint)."""
-    digest = hashlib.sha256()
     if config.format == "hf-hub":
-        digest.update(f"{config.path}|{config.split}|{_hub_dataset(config)._fingerprint}".encode())
-        return digest.hexdigest()
-    for file, _ in corpus_files(config):
-        digest.update(file.name.encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+        key = f"{config.path}|{config.split}|{_hub_dataset(config)._fingerprint}"
+        return hashlib.sha256(key.encode()).hexdigest()
+    return files_digest(file for file, _ in corpus_files(config))
 
 
 def pin(config: CorpusConfig) -> CorpusSource:

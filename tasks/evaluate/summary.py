@@ -1,18 +1,24 @@
-"""Evaluation stage: a policy on held-out tasks; pass@1, pass@k, EM/F1, tool calls, format validity."""
+"""Evaluation stage: a policy on held-out tasks; pass@1, pass@k, EM/F1, tool calls, format validity.
+
+Evaluation is the policy alone: no critic and no refine mode (the reference critic knows the gold
+path, so its help would leak the answer), and a rollout a backend or the retriever gave up on is a
+wrong answer and a recorded failure, never a row left out of the score.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storage import ArtifactStore
-from storage.schemas import EvalRow, EvalSummary, Task, Trajectory
+from storage.schemas import EvalRow, EvalSummary, Failure, Task, Trajectory
 from storage.store import read_rows, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
-from tasks.llm.engines import load_engine
+from tasks.llm.engines import load_engine, precision
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.two_hop import load_tasks
@@ -21,10 +27,48 @@ from tasks.synthesis.two_hop import load_tasks
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    samples_per_task: int = Field(1, ge=1, le=64, description="k of pass@k; the first sample is greedy.")
+    samples_per_task: int = Field(
+        1, ge=1, le=64, description="Samples per task (n); the first is greedy, the rest sampled."
+    )
+    pass_k: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="k of pass@k (default: samples_per_task). With k < n the unbiased estimator "
+        "1 - C(n-c, k) / C(n, k) is used.",
+    )
     temperature: float = Field(0.7, ge=0, le=5, description="Temperature of samples after the first.")
     seed: int = 0
     agent: AgentConfig = Field(default_factory=AgentConfig)
+
+    @model_validator(mode="after")
+    def _the_policy_alone(self) -> EvalConfig:
+        if self.agent.refine.mode != "plain":
+            raise ValueError(
+                f"evaluation runs the policy alone: refine mode {self.agent.refine.mode!r} would let a "
+                "critic (the reference critic knows the gold path) steer held-out rollouts; use 'plain'"
+            )
+        if self.pass_k is not None and self.pass_k > self.samples_per_task:
+            raise ValueError(f"pass_k {self.pass_k} needs at least that many samples_per_task")
+        return self
+
+    @property
+    def k(self) -> int:
+        return self.pass_k or self.samples_per_task
+
+    def for_id(self) -> EvalConfig:
+        """One greedy sample uses no temperature; the refine settings are unused (plain only)."""
+        update: dict = {"agent": self.agent.for_id()}
+        if self.samples_per_task == 1:
+            update["temperature"] = type(self).model_fields["temperature"].default
+        return self.model_copy(update=update)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def score(trajectories: list[Trajectory], tasks: dict[str, Task]) -> list[EvalRow]:
@@ -41,12 +85,14 @@ def score(trajectories: list[Trajectory], tasks: dict[str, Task]) -> list[EvalRo
                 f1=token_f1(t.final_answer, answers),
                 tool_calls=sum(s.action in ("search", "open", "calculate") for s in t.steps),
                 valid_format=t.finished and all(s.action != "invalid" for s in t.steps),
+                failed=t.error is not None,
             )
         )
     return rows
 
 
-def summarize(rows: list[EvalRow], policy: str, samples_per_task: int) -> EvalSummary:
+def summarize(rows: list[EvalRow], policy: str, samples_per_task: int, k: int | None = None) -> EvalSummary:
+    k = k or samples_per_task
     by_task: dict[str, list[EvalRow]] = defaultdict(list)
     for r in rows:
         by_task[r.task_id].append(r)
@@ -56,8 +102,14 @@ def summarize(rows: list[EvalRow], policy: str, samples_per_task: int) -> EvalSu
         policy=policy,
         tasks=len(by_task),
         samples_per_task=samples_per_task,
+        k=k,
         pass_at_1=sum(r.exact_match for r in first) / n,
-        pass_at_k=sum(max(r.exact_match for r in rs) for rs in by_task.values()) / n,
+        pass_at_k=sum(
+            pass_at_k(len(rs), sum(r.exact_match == 1.0 for r in rs), min(k, len(rs)))
+            for rs in by_task.values()
+        )
+        / n,
+        failed=sum(r.failed for r in rows),
         exact_match=sum(r.exact_match for r in rows) / max(len(rows), 1),
         f1=sum(r.f1 for r in rows) / max(len(rows), 1),
         tool_calls=sum(r.tool_calls for r in rows) / max(len(rows), 1),
@@ -67,8 +119,8 @@ def summarize(rows: list[EvalRow], policy: str, samples_per_task: int) -> EvalSu
 
 def evaluate_policy(
     policy, tool, tasks: list[Task], config: EvalConfig, policy_name: str
-) -> tuple[list[Trajectory], list[EvalRow], EvalSummary]:
-    greedy, _ = run_agent(
+) -> tuple[list[Trajectory], list[EvalRow], EvalSummary, list[Failure]]:
+    greedy, failures = run_agent(
         policy,
         tool,
         tasks,
@@ -82,7 +134,7 @@ def evaluate_policy(
     )
     trajectories = list(greedy)
     if config.samples_per_task > 1:
-        sampled, _ = run_agent(
+        sampled, sampling_failures = run_agent(
             policy,
             tool,
             tasks,
@@ -93,15 +145,17 @@ def evaluate_policy(
             policy_name=policy_name,
             stage="evaluate",
             progress="evaluate pass@k",
+            first_sample_index=1,
         )
-        trajectories += [t.model_copy(update={"sample_index": t.sample_index + 1}) for t in sampled]
+        trajectories += sampled
+        failures += sampling_failures
     rows = score(trajectories, {t.id: t for t in tasks})
-    return trajectories, rows, summarize(rows, policy_name, config.samples_per_task)
+    return trajectories, rows, summarize(rows, policy_name, config.samples_per_task, config.k), failures
 
 
 def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: ArtifactStore) -> None:
     model = inputs["model"]
-    trajectories, rows, summary = evaluate_policy(
+    trajectories, rows, summary, failures = evaluate_policy(
         load_engine(model.uri, config.agent.engine),
         tool_for(inputs["index"], config.agent.tools),
         load_tasks(inputs["tasks"], "eval"),
@@ -111,10 +165,18 @@ def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: Ar
     write_table(work, rows)
     write_table(work, [summary], name="summary")
     write_table(work, trajectories, name="trajectories")
+    if failures:
+        write_table(work, failures, name="failures")
 
 
 def load_summary(ref) -> EvalSummary:
     return read_rows(ref, EvalSummary, name="summary")[0]
 
 
-STAGE = Stage(name="evaluate", kind="evaluation", produce=produce_evaluation, config_model=EvalConfig)
+STAGE = Stage(
+    name="evaluate",
+    kind="evaluation",
+    produce=produce_evaluation,
+    config_model=EvalConfig,
+    environment=lambda config, inputs: {"precision": precision(config.agent.engine)},
+)

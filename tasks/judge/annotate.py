@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +19,9 @@ from tasks.synthesis.two_hop import load_tasks
 class AnnotateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    judge: str = Field(JUDGE_NAME, description="Step judge; 'reference' rates against gold evidence.")
+    judge: Literal["reference"] = Field(
+        JUDGE_NAME, description="Step judge; 'reference' rates against gold evidence (the only one yet)."
+    )
 
 
 def annotate(trajectory: Trajectory, task: Task) -> Annotation:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from storage.schemas import Hop, Step, Task
-from tasks.agent.oracle import hop_query
 from tasks.agent.protocol import ParsedTurn
 from tasks.judge.reference import rate_steps
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.search.tools import SearchTool, split_page_argument
+from tasks.synthesis.evidence import hop_query
 
 
 @dataclass(frozen=True)

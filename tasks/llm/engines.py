@@ -8,8 +8,10 @@ directories, run by the agent config's ``engine``; teachers and judge models may
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+from storage.content_digest import directory_digest
 from tasks.llm.hf import load_generator
 
 Engine = Literal["hf", "vllm"]
@@ -35,6 +37,10 @@ def check_model_spec(spec: str) -> str:
     engine, _, target = spec.partition(":")
     if engine not in ("hf", "vllm", "openai") or not target:
         raise ValueError(f"expected {SPEC_FORMS}")
+    if engine == "openai":
+        from tasks.llm.openai_api import check_openai_spec
+
+        return check_openai_spec(spec)  # no credentials in a URL that configs log and store
     return spec
 
 
@@ -46,3 +52,30 @@ def generator_from_spec(spec: str):
 
         return OpenAIGenerator(parse_openai_spec(spec))
     return load_engine(target, engine)
+
+
+def precision(engine: Engine = "hf") -> str:
+    """The numeric precision a local model runs in on this host: part of what a result depends on.
+
+    transformers picks bf16 or fp32 from the CPU's features (or the GPU's), so the same weights can
+    give different tokens on two hosts; ids of model stages carry it, and one id never covers both.
+    """
+    if engine == "vllm":
+        return "vllm-auto"
+    from tasks.llm.hardware import default_device, preferred_dtype
+
+    return str(preferred_dtype(default_device())).removeprefix("torch.")
+
+
+def spec_environment(spec: str | None) -> dict[str, Any]:
+    """What a model spec's string does not pin: the weights behind a local path.
+
+    A served model (``openai:``) is pinned by its name and endpoint only; what the server behind it
+    runs is recorded in the trajectories it produces (their policy field), not checkable here.
+    """
+    if not spec:
+        return {}
+    engine, _, target = spec.partition(":")
+    if engine in ("hf", "vllm") and Path(target).expanduser().is_dir():
+        return {"weights": directory_digest(target), "precision": precision(engine)}
+    return {}

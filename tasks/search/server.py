@@ -5,29 +5,93 @@
 ``return_scores`` is false), exactly as Search-R1's ``retrieval_server.py``, so agents trained with
 either tool can share one server. ``POST /access`` returns whole pages by id. A batch of queries is
 one bm25s call, which is what lets a single request carry hundreds of queries.
+
+A request is bounded (queries, characters per query, ``topk``, documents in the answer, body
+size; see the constants below): past a bound the answer is 413 (body) or 422 (the rest), and the
+server goes on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasks.search.tools import SearchTool
 
-MAX_QUERIES_PER_REQUEST = 10_000
+# Bounds on one request, so no client can make the server hold or score more than this at once.
+# Search-R1 sends a whole rollout batch per turn (512 prompts x 5 samples = 2,560 queries by default),
+# so a request may carry up to 4,096 queries; an agent's query is a few words, a page at most.
+MAX_QUERIES_PER_REQUEST = 4_096
+MAX_QUERY_CHARS = 2_000
+MAX_TOPK = 100
+# Documents in one answer: whole pages, so this bounds the response (Search-R1's default: 7,680).
+MAX_HITS_PER_REQUEST = 20_000
+# 4 MiB holds 4,096 queries of a thousand bytes; Trailforge's client sends at most 256 per request.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+Query = Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
 
 
 class RetrieveRequest(BaseModel):
-    queries: list[str] = Field(max_length=MAX_QUERIES_PER_REQUEST)
-    topk: int = Field(3, ge=1, le=1000)
+    queries: list[Query] = Field(max_length=MAX_QUERIES_PER_REQUEST)
+    topk: int = Field(3, ge=1, le=MAX_TOPK)
     return_scores: bool = True
+
+    @model_validator(mode="after")
+    def _bounded_answer(self) -> RetrieveRequest:
+        if len(self.queries) * self.topk > MAX_HITS_PER_REQUEST:
+            raise ValueError(
+                f"{len(self.queries)} queries x topk {self.topk} asks for more than "
+                f"{MAX_HITS_PER_REQUEST} documents; send fewer queries per request"
+            )
+        return self
 
 
 class AccessRequest(BaseModel):
-    ids: list[str] = Field(default_factory=list, max_length=MAX_QUERIES_PER_REQUEST)
-    urls: list[str] = Field(default_factory=list, max_length=MAX_QUERIES_PER_REQUEST)
+    ids: list[Query] = Field(default_factory=list, max_length=MAX_QUERIES_PER_REQUEST)
+    urls: list[Query] = Field(default_factory=list, max_length=MAX_QUERIES_PER_REQUEST)
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to a request body over ``max_bytes``.
+
+    The declared Content-Length is checked first, and the bytes actually received are counted too,
+    since a chunked body declares no length: at most one chunk past the limit is read. The
+    server goes on serving other requests.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body over {self.max_bytes} bytes"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI lets an HTTPException raised while it reads the body through, as a 413.
+                    raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def contents(title: str, text: str) -> str:
@@ -40,8 +104,10 @@ def split_contents(value: str) -> tuple[str, str]:
     return first.strip().strip('"'), rest
 
 
-def create_app(tool: SearchTool) -> FastAPI:
+def create_app(tool: SearchTool, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The server's routes over one search tool; requests beyond the bounds above get 413 or 422."""
     app = FastAPI(title="Trailforge retriever", description=__doc__)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.post("/retrieve")
     def retrieve(request: RetrieveRequest) -> dict:

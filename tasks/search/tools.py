@@ -9,11 +9,14 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import bm25s
 import numpy as np
@@ -74,11 +77,56 @@ TOOLS_SCHEMA = [
 ]
 
 
+KeyT = TypeVar("KeyT", bound=Hashable)
+ValueT = TypeVar("ValueT")
+
+# Results kept per search tool: the repeats worth catching (K samples of one task asking the same
+# question, evaluation after collection) are recent; a retriever server must not grow without end.
+QUERY_CACHE_SIZE = 65_536
+
+
+class LRUCache(Generic[KeyT, ValueT]):
+    """A mapping that forgets its least recently used entries past ``max_entries``.
+
+    Thread-safe: one tool serves a thread pool's shards and a server's concurrent requests.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[KeyT, ValueT] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: KeyT) -> ValueT | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: KeyT, value: ValueT) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class SearchTool:
     """bm25s search plus page access over one index artifact."""
 
     def __init__(
-        self, index_dir: str | Path, snippet_chars: int = 240, retrieval: Retrieval = "bm25"
+        self,
+        index_dir: str | Path,
+        snippet_chars: int = 240,
+        retrieval: Retrieval = "bm25",
+        cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         index_dir = Path(index_dir)
         self.retrieval = retrieval
@@ -95,7 +143,7 @@ class SearchTool:
         self.position = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self.vocab = self.retriever.vocab_dict
         self.snippet_chars = snippet_chars
-        self._cache: dict[tuple[str, int], list[tuple[int, float]]] = {}
+        self._cache: LRUCache[tuple[str, int], list[tuple[int, float]]] = LRUCache(cache_size)
 
     def retrieve(self, queries: list[str], k: int = 3) -> list[list[tuple[int, float]]]:
         """(document position, score) of the top-k for each query, in one batched bm25s call.
@@ -104,7 +152,12 @@ class SearchTool:
         (index id, query, k) key. Queries with no indexed word match nothing.
         """
         k = min(k, len(self.ids))
-        todo = sorted({q for q in queries if (q, k) not in self._cache})
+        found: dict[str, list[tuple[int, float]]] = {}
+        for query in queries:
+            cached = self._cache.get((query, k))
+            if cached is not None:
+                found[query] = cached
+        todo = sorted(set(queries) - found.keys())
         if todo and self.retrieval != "bm25":
             from tasks.search.dense import dense_top_k, load_encoder, reciprocal_rank_fusion
 
@@ -115,11 +168,12 @@ class SearchTool:
                 ranked = (
                     dense[i] if lexical is None else reciprocal_rank_fusion([lexical[i], dense[i]], depth)
                 )
-                self._cache[(query, k)] = ranked[:k]
+                found[query] = ranked[:k]
         elif todo:
-            for query, ranked in zip(todo, self._bm25(todo, k), strict=True):
-                self._cache[(query, k)] = ranked
-        return [self._cache[(q, k)] for q in queries]
+            found.update(zip(todo, self._bm25(todo, k), strict=True))
+        for query in todo:
+            self._cache.put((query, k), found[query])
+        return [found[q] for q in queries]
 
     def _bm25(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         """One batched bm25s call; a query with no indexed word matches nothing."""
@@ -266,6 +320,9 @@ class CalculationError(ValueError):
     pass
 
 
+MAX_RESULT_BITS = 1024  # about 308 decimal digits, the float range
+
+
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 
 
@@ -300,9 +357,19 @@ def calculate(expression: str) -> float | int:
             if isinstance(node.op, ast.Pow) and abs(right) > 64:
                 raise CalculationError("exponent too large")
             try:
-                return _BINARY[type(node.op)](left, right)
+                value = _BINARY[type(node.op)](left, right)
             except ZeroDivisionError as exc:
                 raise CalculationError("division by zero") from exc
+            except OverflowError as exc:
+                raise CalculationError("result too large") from exc
+            # Nested powers of large ints grow without bound (a memory and time sink), and floats
+            # past the range become inf: both are refused, as a calculator would.
+            too_large = (
+                value.bit_length() > MAX_RESULT_BITS if isinstance(value, int) else not np.isfinite(value)
+            )
+            if too_large:
+                raise CalculationError("result too large")
+            return value
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](walk(node.operand))
         raise CalculationError(f"unsupported element in expression: {ast.dump(node)[:40]}")

@@ -3,6 +3,11 @@
 Each template chains two relations (A -r1-> B -r2-> C) and asks for C given A. The answer is only
 reachable by finding B first, and each hop names the document that states it, so every task carries
 the evidence path that the oracle replays and the reference judge rates against.
+
+Two rules keep evaluation honest. A task is kept only if the search tool returns every hop's gold
+document for the hop's query (see :mod:`tasks.synthesis.evidence`). And the held-out split shares no
+fact with training: no (subject, relation, object) on an eval task's gold path is on any training
+task's gold path, so a policy cannot pass evaluation by remembering a training bridge.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from storage import ArtifactStore
 from storage.schemas import Entity, Hop, Task, Triple
 from storage.store import read_rows, write_table
+from tasks.search.tools import search_tool_for
 from tasks.stage import Inputs, Stage
+from tasks.synthesis.evidence import unretrievable_hops
 
 # template name -> (first relation, second relation, question)
 TEMPLATES: dict[str, tuple[str, str, str]] = {
@@ -50,6 +57,13 @@ class SynthesisConfig(BaseModel):
         default_factory=lambda: list(TEMPLATES), description="Question templates to use."
     )
 
+    evidence_top_k: int = Field(
+        2,
+        ge=1,
+        le=50,
+        description="Keep a task only if each hop's gold document is in the top k results of its "
+        "query: the k the agent's search shows (tools.top_k), so the oracle never opens an unseen id.",
+    )
     min_msd: int = Field(
         1, ge=1, le=2, description="Keep tasks whose facts need at least this many documents."
     )
@@ -65,8 +79,13 @@ class SynthesisConfig(BaseModel):
         return self
 
 
-def synthesize(entities: list[Entity], triples: list[Triple], config: SynthesisConfig) -> list[Task]:
-    """All template instances with a unique answer, sampled and split into train and eval."""
+def synthesize(
+    entities: list[Entity], triples: list[Triple], config: SynthesisConfig, search=None
+) -> list[Task]:
+    """All template instances with a unique answer, sampled and split into train and eval.
+
+    ``search`` (a search tool's batched ``search``) drops tasks whose evidence it cannot retrieve.
+    """
     by_id = {e.id: e for e in entities}
     outgoing: dict[tuple[str, str], list[Triple]] = defaultdict(list)
     for t in triples:
@@ -103,19 +122,37 @@ def synthesize(entities: list[Entity], triples: list[Triple], config: SynthesisC
 
     rng = random.Random(config.seed)
     rng.shuffle(candidates)
+    found = len(candidates)
+    if search is not None:
+        missing = unretrievable_hops(candidates, search, config.evidence_top_k)
+        candidates = [t for t in candidates if t.id not in missing]
     needed = config.train_tasks + config.eval_tasks
     if len(candidates) < needed:
         raise ValueError(
-            f"the world yields {len(candidates)} two-hop tasks but {needed} were asked for "
-            "(train_tasks + eval_tasks): grow the world or ask for fewer tasks"
+            f"the world yields {found} two-hop tasks, {len(candidates)} with retrievable evidence, but "
+            f"{needed} were asked for (train_tasks + eval_tasks): grow the world or ask for fewer tasks"
         )
-    # Eval tasks never share a starting entity with train tasks, so evaluation is held out.
+    # Held out means no shared fact: training keeps only tasks whose gold path avoids every eval
+    # fact (and every eval task's starting entity, whose name the eval question gives away).
     eval_tasks = [t.model_copy(update={"split": "eval"}) for t in candidates[: config.eval_tasks]]
+    eval_facts = {fact for t in eval_tasks for fact in gold_facts(t)}
     eval_subjects = {t.hops[0].subject for t in eval_tasks}
-    train_tasks = [t for t in candidates[config.eval_tasks :] if t.hops[0].subject not in eval_subjects]
+    train_tasks = [
+        t
+        for t in candidates[config.eval_tasks :]
+        if t.hops[0].subject not in eval_subjects and not gold_facts(t) & eval_facts
+    ]
     if len(train_tasks) < config.train_tasks:
-        raise ValueError(f"only {len(train_tasks)} train tasks remain after holding out eval subjects")
+        raise ValueError(
+            f"only {len(train_tasks)} train tasks share no fact with the {config.eval_tasks} held-out "
+            f"tasks, but {config.train_tasks} were asked for: grow the world or ask for fewer tasks"
+        )
     return train_tasks[: config.train_tasks] + eval_tasks
+
+
+def gold_facts(task: Task) -> set[tuple[str, str, str]]:
+    """The (subject, relation, object) facts on a task's gold path."""
+    return {(h.subject, h.relation, h.object) for h in task.hops}
 
 
 def _hop(triple: Triple, by_id: dict[str, Entity]) -> Hop:
@@ -131,7 +168,10 @@ def _hop(triple: Triple, by_id: dict[str, Entity]) -> Hop:
 
 def produce_tasks(work: Path, config: SynthesisConfig, inputs: Inputs, store: ArtifactStore) -> None:
     world = inputs["world"]
-    tasks = synthesize(read_rows(world, Entity, "entities"), read_rows(world, Triple, "triples"), config)
+    tool = search_tool_for(inputs["index"])
+    tasks = synthesize(
+        read_rows(world, Entity, "entities"), read_rows(world, Triple, "triples"), config, tool.search
+    )
     write_table(work, tasks)
 
 

@@ -125,8 +125,37 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
     return metrics
 
 
+class PromptFormatMismatch(ValueError):
+    """Trajectories rendered with another template or protocol than the policy's: training on them
+    would teach the policy a format it is never prompted with."""
+
+
+def check_prompt_format(trajectories: list[Trajectory], model_dir: str) -> None:
+    """Refuse a training set whose prompts were not rendered the way this policy renders them."""
+    from transformers import AutoTokenizer
+
+    from tasks.agent.protocol import protocol_digest, template_digest
+
+    policy_template = template_digest(AutoTokenizer.from_pretrained(model_dir).chat_template)
+    expected = protocol_digest()
+    wrong = [
+        t
+        for t in trajectories
+        if t.protocol_digest != expected or (t.template_digest is not None and t.template_digest != policy_template)
+    ]
+    if wrong:
+        example = wrong[0]
+        raise PromptFormatMismatch(
+            f"{len(wrong)} of {len(trajectories)} trajectories were rendered differently from this "
+            f"policy's prompts (e.g. {example.id}: protocol {example.protocol_digest or 'unrecorded'} vs "
+            f"{expected}, template {example.template_digest} vs {policy_template}); collect them again "
+            "with this policy's template, or train a policy that uses theirs"
+        )
+
+
 def produce_checkpoint(work: Path, config: TrainConfig, inputs: Inputs, store: ArtifactStore) -> None:
     trajectories = read_rows(inputs["selection"], Trajectory, name="trajectories")
+    check_prompt_format(trajectories, inputs["model"].uri)
     train_sft(inputs["model"].uri, trajectories, config, work)
 
 
