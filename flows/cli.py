@@ -6,6 +6,7 @@
     trailforge explain ID
     trailforge runs
     trailforge failures [--stage collect-shard]
+    trailforge tasks ID
     trailforge retry ID [ID ...]
     trailforge corpus PATH [--format jsonl --id-field doc_id ...]
     trailforge serve-retriever (--index ID | --corpus PATH) [--port 8000]
@@ -193,6 +194,21 @@ def cmd_failures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """The synthesis report of a tasks artifact: buckets, target vs achieved, rejections, examples."""
+    from flows.recipe import find_artifact
+    from storage import ArtifactStore
+    from tasks.synthesis.report import format_report
+
+    try:
+        ref = find_artifact(ArtifactStore(args.home), args.id, ("tasks",))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(format_report(ref, examples=args.examples))
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     from flows.rebuild import RecipeChanged, rebuild
     from flows.stages import local_stage_runner
@@ -367,6 +383,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         help="artifact ids, as trailforge failures lists them",
     )
     retry.add_argument("--home")
+    tasks = commands.add_parser("tasks", help="the synthesis report of a tasks artifact")
+    tasks.add_argument("id", type=artifact_id_argument)
+    tasks.add_argument("--examples", type=int, default=1, help="examples per bucket and verifier")
+    tasks.add_argument("--home")
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
     lineage.add_argument("id", type=artifact_id_argument)
     lineage.add_argument("--home")
@@ -413,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": cmd_runs,
         "failures": cmd_failures,
         "retry": cmd_retry,
+        "tasks": cmd_tasks,
         "corpus": cmd_corpus,
         "serve-retriever": cmd_serve_retriever,
         "refresh": cmd_refresh,

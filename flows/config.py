@@ -18,7 +18,7 @@ from tasks.judge.annotate import AnnotateConfig
 from tasks.llm.models import BaseModelConfig
 from tasks.search.index import IndexConfig
 from tasks.select.rejection import SelectConfig
-from tasks.synthesis.two_hop import SynthesisConfig
+from tasks.synthesis.stage import SynthesisConfig, check_capacity
 from tasks.train.sft import TrainConfig
 
 
@@ -56,6 +56,12 @@ class PipelineConfig(BaseModel):
                 f"synthesis.evidence_top_k {self.synthesis.evidence_top_k} is above collect.agent.tools."
                 f"top_k {shown}: tasks would be kept whose evidence the agent's search never shows"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _world_holds_the_mix(self) -> PipelineConfig:
+        """A target mix the world cannot hold fails here, before any artifact is written."""
+        check_capacity(self.world, self.synthesis)
         return self
 
     @property

@@ -39,6 +39,10 @@ def build_task_set(run: StageRunner, config: PipelineConfig) -> TaskSet:
     world = run("world", config.world, {})
     index = run("index", config.index, {"corpus": world})
     tasks = run("synthesize", config.synthesis, {"world": world, "index": index})
+    if not run.in_process:
+        from tasks.synthesis.report import publish_report
+
+        publish_report(tasks)
     return TaskSet(world, index, tasks)
 
 

@@ -88,6 +88,11 @@ class Hop(Row):
     object: str
     object_name: str
     doc_id: str = Field(description="The document whose text states this hop.")
+    query: str = Field(
+        "",
+        description="The search that finds this hop's document from what is known by then (empty: "
+        "the subject's name and the relation's words). Hops found together share one query.",
+    )
 
 
 class Task(Row):
@@ -99,6 +104,21 @@ class Task(Row):
     template: str
     split: Literal["train", "eval"]
     msd: int = Field(0, description="Minimum number of distinct documents that state the task's facts.")
+    msd_exact: bool = Field(True, description="False when msd is a greedy cover (an upper bound).")
+    treewidth: int = Field(1, description="Treewidth k of the question's reasoning graph.")
+    treewidth_exact: bool = Field(True, description="False when treewidth is a heuristic upper bound.")
+    bucket: str = Field("", description="Difficulty bucket h<hops>-k<treewidth>-m<msd>.")
+    root: str = Field("", description="The entity the question's subgraph was sampled from.")
+    answer_entity: str = Field("", description="The answer's entity id; empty for a computed answer.")
+    named: list[str] = Field(default_factory=list, description="Entities the question names.")
+    calculation: str = Field(
+        "", description="Tool-augmented: the arithmetic over looked-up values that gives the answer."
+    )
+    choices: list[str] = Field(
+        default_factory=list,
+        description="For a comparison: the two candidates; a negative calculation picks the first.",
+    )
+    original_question: str = Field("", description="The template's question when a paraphrase replaced it.")
 
     @property
     def evidence_doc_ids(self) -> list[str]:
@@ -230,3 +250,30 @@ class RunRecord(Row):
     state: str
     started_at: datetime
     ended_at: datetime | None = None
+
+
+# --- synthesis -----------------------------------------------------------------------------------
+
+
+class RejectedTask(Row):
+    """A candidate task a verifier turned down, kept with its reason (nothing vanishes silently)."""
+
+    task_id: str
+    bucket: str
+    template: str
+    question: str
+    answer: str
+    verifier: str = Field(description="uniqueness, consistency, retrievability, oracle or no-tool.")
+    reason: str
+
+
+class SynthesisBucket(Row):
+    """One bucket of a synthesis report: what the mix asked for and what was achieved."""
+
+    bucket: str
+    hard: bool
+    target_share: float
+    achieved_share: float
+    train: int
+    eval: int
+    candidates: int = Field(description="Candidates the world held for this bucket before verification.")

@@ -63,7 +63,7 @@ STAGES: dict[str, str] = {
     "world": "tasks.corpus.world:STAGE",
     "corpus": "tasks.corpus.user:STAGE",
     "index": "tasks.search.index:STAGE",
-    "synthesize": "tasks.synthesis.two_hop:STAGE",
+    "synthesize": "tasks.synthesis.stage:STAGE",
     "base-model": "tasks.llm.models:STAGE",
     "collect-shard": "tasks.agent.collect:SHARD_STAGE",
     "collect-oracle": "tasks.agent.oracle:STAGE",

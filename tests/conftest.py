@@ -13,7 +13,7 @@ from tasks.corpus.world import WorldConfig  # noqa: E402
 from tasks.llm.models import BaseModelConfig  # noqa: E402
 from tasks.search.index import IndexConfig  # noqa: E402
 from tasks.stage import execute_stage  # noqa: E402
-from tasks.synthesis.two_hop import SynthesisConfig  # noqa: E402
+from tasks.synthesis.stage import SynthesisConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def tasks_ref(shared_store, world_ref, index_ref):
     return execute_stage(
         "synthesize",
         shared_store,
-        SynthesisConfig(train_tasks=8, eval_tasks=4),
+        SynthesisConfig(train_tasks=8, eval_tasks=4, mix={"h2-k1-m2": 1}),  # two-hop chains
         {"world": world_ref, "index": index_ref},
     )
 
@@ -66,6 +66,6 @@ def tool(index_ref):
 
 @pytest.fixture(scope="session")
 def two_tasks(tasks_ref):
-    from tasks.synthesis.two_hop import load_tasks
+    from tasks.synthesis.evidence import load_tasks
 
     return load_tasks(tasks_ref, "train")[:2]

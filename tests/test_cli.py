@@ -21,8 +21,8 @@ def test_unknown_flag_is_rejected(capsys):
 
 
 def test_list_flags_are_split(tmp_path, capsys):
-    code = main(["run", "--home", str(tmp_path), "--synthesis.templates", "founder-birthplace,nope"])
-    assert code == 2 and "unknown templates ['nope']" in capsys.readouterr().err
+    code = main(["run", "--home", str(tmp_path), "--synthesis.shapes", "chain,nope"])
+    assert code == 2 and "unknown shapes ['nope']" in capsys.readouterr().err
 
 
 def test_corpus_command_reports_the_bad_line_then_indexes_the_fixed_corpus(tmp_path, capsys):

@@ -17,7 +17,7 @@ from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 
 
 class SamplingConfig(BaseModel):

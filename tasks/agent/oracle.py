@@ -5,6 +5,10 @@ for a cold start when no teacher model is at hand. It behaves as a good agent mu
 each hop and reads only what the search returned. If a hop's gold document does not come back, the
 oracle does not open it by an id it never saw (that would teach the policy to invent ids): the task
 gets no demonstration and a ``GoldNotRetrieved`` failure. Synthesis drops such tasks up front.
+
+Hops found by one query (an entity the question describes by several facts) take one search. A
+tool-augmented task ends with a ``calculate`` over the values read, and its answer is what that
+result gives, not the stored answer: the demonstration reaches it only through the tool.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from tasks.agent.loop import trajectory_id
 from tasks.agent.protocol import ParsedTurn, assistant_message, initial_messages, protocol_digest
 from tasks.search.tools import TOOLS_SCHEMA, SearchTool
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.evidence import fact_sentence, hop_query
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import fact_sentence, hop_query, load_tasks
+from tasks.synthesis.questions import answer_from_calculation
 
 __all__ = ["ORACLE", "OracleConfig", "fact_sentence", "hop_query", "oracle_trajectory"]
 
@@ -42,19 +46,38 @@ def oracle_trajectory(task: Task, tool: SearchTool, config: ToolConfig) -> tuple
     messages = initial_messages(task.question)
     steps: list[Step] = []
     known = ""
-    for hop in task.hops:
-        lead = f"{known} " if known else ""
-        thought = f"{lead}Next I look up: {hop_query(hop)}."
-        turns = [ParsedTurn("search", hop_query(hop), thought, f"<think>{thought}</think>\n")]
+    retrieved: set[str] = set()
+    for i, hop in enumerate(task.hops):
+        query = hop_query(hop)
+        if i == 0 or query != hop_query(task.hops[i - 1]):
+            lead = f"{known} " if known else ""
+            thought = f"{lead}Next I look up: {query}."
+            turns = [ParsedTurn("search", query, thought, f"<think>{thought}</think>\n")]
+            observation = execute_turns(tool, turns, config)[0]
+            if observation.fatal:
+                return None, False
+            retrieved = set(observation.doc_ids)
+            _append(messages, steps, turns[0], observation)
+            known = ""
+        if hop.doc_id not in retrieved:
+            return None, False
+        known = f"{known} {fact_sentence(hop)}".strip()
+    answer = task.answer
+    if task.calculation:
+        thought = f"{known} I compute {task.calculation}."
+        turns = [ParsedTurn("calculate", task.calculation, thought, f"<think>{thought}</think>\n")]
         observation = execute_turns(tool, turns, config)[0]
-        if observation.fatal or hop.doc_id not in observation.doc_ids:
+        if observation.error:
             return None, False
         _append(messages, steps, turns[0], observation)
-        known = fact_sentence(hop)
-    thought = f"{known} So the answer is {task.answer}."
-    raw = f"<think>{thought}</think>\n<answer>{task.answer}</answer>"
+        answer = answer_from_calculation(float(observation.text), task.choices)
+        known = f"The result is {observation.text}."
+    if answer != task.answer:
+        return None, False
+    thought = f"{known} So the answer is {answer}."
+    raw = f"<think>{thought}</think>\n<answer>{answer}</answer>"
     messages.append({"role": "assistant", "content": raw})
-    steps.append(Step(index=len(steps), thought=thought, action="answer", argument=task.answer, raw=raw))
+    steps.append(Step(index=len(steps), thought=thought, action="answer", argument=answer, raw=raw))
     trajectory = Trajectory(
         id=trajectory_id(ORACLE, task.id, 0, 0.0, 0),
         task_id=task.id,

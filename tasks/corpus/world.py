@@ -36,16 +36,18 @@ RELATIONS: dict[str, tuple[str, str, str, str]] = {
     "published_by": ("work", "organisation", "{s} was published by {o}.", "published by"),
     "held_in": ("event", "city", "{s} took place in {o}.", "took place in"),
     "organised_by": ("event", "organisation", "{s} was organised by {o}.", "organised by"),
+    "set_in": ("work", "city", "{s} is set in {o}.", "set in"),
 }
 
-ATTRIBUTE_SENTENCES = {
-    "birth_year": "{s} was born in the year {v}.",
-    "founded_year": "{s} was established in {v}.",
-    "published_year": "{s} first appeared in {v}.",
-    "population": "{s} has a population of about {v}.",
-    "employees": "{s} employs {v} people.",
-    "year": "{s} was held in {v}.",
+# attribute -> (entity type, sentence template, the words a searcher would use for it)
+ATTRIBUTES: dict[str, tuple[str, str, str]] = {
+    "birth_date": ("person", "{s} was born on {v}.", "born on"),
+    "founded_year": ("organisation", "{s} was established in {v}.", "established in"),
+    "published_year": ("work", "{s} first appeared in {v}.", "first appeared in"),
+    "population": ("city", "{s} has a population of about {v}.", "population"),
+    "year": ("event", "{s} was held in {v}.", "held in"),
 }
+ATTRIBUTE_SENTENCES = {key: sentence for key, (_, sentence, _) in ATTRIBUTES.items()}
 
 
 ENTITY_COUNTS = ("countries", "cities", "people", "organisations", "works", "events")
@@ -74,6 +76,22 @@ class WorldConfig(BaseModel):
         le=1,
         description="Near-miss twins per entity: an entity whose name is one letter off, with its own "
         "different facts, so that a careless match of a name finds the wrong page.",
+    )
+    mirror: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of facts stated on both entities' pages (a city page naming who was born "
+        "there): facts then have several sources, and a task's MSD is a true set cover.",
+    )
+    convergence: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Share of relations that re-converge: a person born in the city where their "
+        "employer is headquartered, a work published by its author's employer and set in the "
+        "author's birthplace, an event held where its organiser is based. These close cycles in the "
+        "graph, which questions of treewidth 2 and 3 are built on.",
     )
 
     @classmethod
@@ -143,12 +161,19 @@ def generate_world(config: WorldConfig) -> World:
     for country in countries:
         if cities_of[country]:
             facts.append((rng.choice(cities_of[country]), "capital_of", country))
+    headquarters = {org: rng.choice(cities) for org in orgs}
+    founders = {org: rng.choice(people) for org in orgs}
+    birthplace, employer = {}, {}
     for person in people:
-        facts.append((person, "born_in", rng.choice(cities)))
+        if orgs:
+            employer[person] = rng.choice(orgs)
+        local = person in employer and rng.random() < config.convergence
+        birthplace[person] = headquarters[employer[person]] if local else rng.choice(cities)
+        facts.append((person, "born_in", birthplace[person]))
         if rng.random() < 0.4:
             facts.append((person, "died_in", rng.choice(cities)))
         if orgs:
-            facts.append((person, "works_for", rng.choice(orgs)))
+            facts.append((person, "works_for", employer[person]))
             if rng.random() < 0.6:
                 facts.append((person, "educated_at", rng.choice(orgs)))
     shuffled = people[:]
@@ -163,33 +188,51 @@ def generate_world(config: WorldConfig) -> World:
             if mentee != person:
                 facts.append((person, "mentor_of", mentee))
     for org in orgs:
-        facts.append((org, "founded_by", rng.choice(people)))
-        facts.append((org, "headquartered_in", rng.choice(cities)))
+        facts.append((org, "founded_by", founders[org]))
+        facts.append((org, "headquartered_in", headquarters[org]))
         if rng.random() < 0.25:
             parent = rng.choice(orgs)
             if parent != org:
                 facts.append((org, "subsidiary_of", parent))
     for work in works:
-        facts.append((work, "created_by", rng.choice(people)))
-        facts.append((work, "published_by", rng.choice(orgs)))
+        author = rng.choice(people)
+        local = author in employer and rng.random() < config.convergence
+        facts.append((work, "created_by", author))
+        facts.append((work, "published_by", employer[author] if local else rng.choice(orgs)))
+        facts.append((work, "set_in", birthplace[author] if local else rng.choice(cities)))
     for event in events:
-        facts.append((event, "held_in", rng.choice(cities)))
-        facts.append((event, "organised_by", rng.choice(orgs)))
+        organiser = rng.choice(orgs)
+        local = rng.random() < config.convergence
+        facts.append((event, "held_in", headquarters[organiser] if local else rng.choice(cities)))
+        facts.append((event, "organised_by", organiser))
 
-    attributes = {
-        "person": ("birth_year", lambda: str(rng.randint(1850, 2000))),
-        "organisation": ("founded_year", lambda: str(rng.randint(1700, 2015))),
-        "work": ("published_year", lambda: str(rng.randint(1800, 2020))),
-        "city": ("population", lambda: f"{rng.randint(5, 900) * 1000:,}"),
-        "event": ("year", lambda: str(rng.randint(1900, 2024))),
-    }
+    # Dates and numbers for tool questions; an organisation is founded when its founder is 20-70.
+    born = {}
     for entity in entities.values():
-        if entity.type in attributes:
-            key, make = attributes[entity.type]
-            entity.attributes[key] = make()
+        if entity.type == "person":
+            year = rng.randint(1850, 1990)
+            born[entity.id] = year
+            day = f"{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            entity.attributes["birth_date"] = f"{year}-{day}"
+    for entity in entities.values():
+        if entity.type == "organisation":
+            founder = founders.get(entity.id)
+            year = born[founder] + rng.randint(20, 70) if founder else rng.randint(1700, 2015)
+            entity.attributes["founded_year"] = str(year)
+        elif entity.type == "work":
+            entity.attributes["published_year"] = str(rng.randint(1800, 2020))
+        elif entity.type == "city":
+            entity.attributes["population"] = f"{rng.randint(5, 900) * 1000:,}"
+        elif entity.type == "event":
+            entity.attributes["year"] = str(rng.randint(1900, 2024))
 
-    # Where each fact is stated: its subject's page, or (spread) the page of the entity it points to.
-    stated_on = [obj if rng.random() < config.spread else subject for subject, _, obj in facts]
+    # Where each fact is stated: its subject's page, or (spread) the page of the entity it points to;
+    # (mirror) on both.
+    stated_on = []
+    for subject, _, obj in facts:
+        page = obj if rng.random() < config.spread else subject
+        other = subject if page == obj else obj
+        stated_on.append([page, other] if rng.random() < config.mirror else [page])
     documents, triples = render_documents(entities, facts, stated_on)
     return World(entities=list(entities.values()), triples=triples, documents=documents)
 
@@ -199,15 +242,17 @@ def doc_id_for(entity_id: str) -> str:
 
 
 def render_documents(
-    entities: dict[str, Entity], facts: list[tuple[str, str, str]], stated_on: list[str]
+    entities: dict[str, Entity], facts: list[tuple[str, str, str]], stated_on: list[list[str]]
 ) -> tuple[list[Document], list[Triple]]:
     """One encyclopedia-style page per entity: its attributes and the facts stated on it."""
     sentences: dict[str, list[str]] = defaultdict(list)
     triples = []
-    for (subject, relation, obj), page in zip(facts, stated_on, strict=True):
-        template = RELATIONS[relation][2]
-        sentences[page].append(template.format(s=entities[subject].name, o=entities[obj].name))
-        triples.append(Triple(subject=subject, relation=relation, object=obj, doc_ids=[doc_id_for(page)]))
+    for (subject, relation, obj), pages in zip(facts, stated_on, strict=True):
+        sentence = RELATIONS[relation][2].format(s=entities[subject].name, o=entities[obj].name)
+        for page in pages:
+            sentences[page].append(sentence)
+        doc_ids = [doc_id_for(page) for page in pages]
+        triples.append(Triple(subject=subject, relation=relation, object=obj, doc_ids=doc_ids))
     documents = []
     for entity in entities.values():
         article = "an" if entity.type[0] in "aeiou" else "a"

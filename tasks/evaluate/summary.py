@@ -21,7 +21,7 @@ from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.engines import load_engine, precision
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 
 
 class EvalConfig(BaseModel):

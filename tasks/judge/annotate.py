@@ -13,7 +13,7 @@ from storage.store import read_rows, write_table
 from tasks.judge.reference import JUDGE_NAME, rate_steps
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 
 
 class AnnotateConfig(BaseModel):
