@@ -7,6 +7,7 @@
     trailforge runs
     trailforge failures [--stage collect-shard]
     trailforge tasks ID
+    trailforge judges ID
     trailforge retry ID [ID ...]
     trailforge corpus PATH [--format jsonl --id-field doc_id ...]
     trailforge serve-retriever (--index ID | --corpus PATH) [--port 8000]
@@ -209,6 +210,21 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judges(args: argparse.Namespace) -> int:
+    """The judge reliability report of an annotations artifact."""
+    from flows.recipe import find_artifact
+    from storage import ArtifactStore
+    from tasks.judge.report import reliability_text
+
+    try:
+        ref = find_artifact(ArtifactStore(args.home), args.id, ("annotations",))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(reliability_text(ref))
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     from flows.rebuild import RecipeChanged, rebuild
     from flows.stages import local_stage_runner
@@ -387,6 +403,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     tasks.add_argument("id", type=artifact_id_argument)
     tasks.add_argument("--examples", type=int, default=1, help="examples per bucket and verifier")
     tasks.add_argument("--home")
+    judges = commands.add_parser("judges", help="the judge reliability report of an annotations artifact")
+    judges.add_argument("id", type=artifact_id_argument)
+    judges.add_argument("--home")
     lineage = commands.add_parser("lineage", help="ancestors and descendants of an artifact")
     lineage.add_argument("id", type=artifact_id_argument)
     lineage.add_argument("--home")
@@ -434,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "failures": cmd_failures,
         "retry": cmd_retry,
         "tasks": cmd_tasks,
+        "judges": cmd_judges,
         "corpus": cmd_corpus,
         "serve-retriever": cmd_serve_retriever,
         "refresh": cmd_refresh,

@@ -26,6 +26,7 @@ PIPELINE_STAGES = (
     "evaluate",
     "collect-shard",
     "merge-trajectories",
+    "annotate-shard",
     "annotate",
     "select",
     "train",

@@ -15,6 +15,7 @@ from storage import ArtifactRef, ArtifactStore
 from storage.ids import check_artifact_id
 from tasks.agent.collect import MergeConfig, ShardConfig
 from tasks.agent.oracle import OracleConfig
+from tasks.judge.annotate import AnnotateShardConfig, n_shards
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,9 @@ def annotate_and_select(
     oracle: ArtifactRef,
     round_index: int,
 ) -> tuple[ArtifactRef, ArtifactRef]:
-    """Judge every trajectory, then keep the best (oracle demonstrations where a task has none)."""
+    """Judge every trajectory in cached shards, then keep the best (the oracle's where a task has none)."""
     pool = [trajectories, oracle]
-    annotations = run(
-        "annotate",
-        config.annotate,
-        {"tasks": task_set.tasks, "trajectories": pool},
-        f"annotate r{round_index}",
-    )
+    annotations = annotate(run, config, task_set, pool, f"annotate r{round_index}")
     selection = run(
         "select",
         config.select,
@@ -130,6 +126,31 @@ def annotate_and_select(
         f"select r{round_index}",
     )
     return annotations, selection
+
+
+def annotate(
+    run: StageRunner, config: PipelineConfig, task_set: TaskSet, pool: list[ArtifactRef], label: str
+) -> ArtifactRef:
+    """Annotation shards submitted together, merged with the judge reliability report."""
+    inputs = {"tasks": task_set.tasks, "trajectories": pool}
+    count = n_shards(sum(ref.rows for ref in pool), config.annotate.shard_size)
+    shards = run.map(
+        "annotate-shard",
+        [
+            (
+                AnnotateShardConfig(**config.annotate.model_dump(), shard_index=k),
+                inputs,
+                f"{label} shard {k + 1}/{count}",
+            )
+            for k in range(count)
+        ],
+    )
+    annotations = run("annotate", config.annotate, {"shards": shards}, label)
+    if not run.in_process:
+        from tasks.judge.report import publish_reliability
+
+        publish_reliability(annotations)
+    return annotations
 
 
 def run_rounds(

@@ -21,6 +21,7 @@ ArtifactKind = Literal[
     "model",
     "trajectories",
     "trajectory-shard",
+    "annotation-shard",
     "annotations",
     "selection",
     "checkpoint",
@@ -198,12 +199,87 @@ class Annotation(Row):
     min_rating: int
     tool_calls: int
     judge: str
+    judged: bool = Field(
+        True, description="False when the step judge's reply for it could not be read (see failures)."
+    )
+
+
+JudgeFamily = Literal["outcome", "step", "process", "usefulness"]
+
+
+class Judgement(Row):
+    """One judge's verdict on one trajectory; a judge whose reply could not be read leaves a failure."""
+
+    trajectory_id: str
+    task_id: str
+    judge: str = Field(description="'reference', 'exact-match', or the model spec of a judge model.")
+    family: JudgeFamily = Field(
+        description="outcome (answer right?), step (SRR-Judge 1-5 per step), process (Agent-RRM score "
+        "and critique) or usefulness (Search-R2: did each search call return new evidence?)."
+    )
+    score: float = Field(description="The trajectory's score in [0, 1] from this judge.")
+    step_ratings: list[int] = Field(default_factory=list, description="step: a 1-5 rating per step.")
+    explanations: list[str] = Field(default_factory=list, description="step: why each rating.")
+    refined_json: str = Field(
+        "[]",
+        description="step: [{step, thought, action}] for each step the judge rewrote: a better thought "
+        "and action tag, which selection may substitute as a training target.",
+    )
+    useful: list[int] = Field(default_factory=list, description="usefulness: 0/1 per search call.")
+    think: str = ""
+    critique: str = Field("", description="process: the flaws, written to be shown to the agent.")
+    leaks_answer: bool = Field(False, description="process: the critique reveals the gold answer.")
+    raw: str = Field("", description="The judge model's reply, as written.")
+    attempts: int = Field(1, description="Asks it took (re-asks after malformed replies included).")
+
+
+class Rewards(Row):
+    """Every reward of one trajectory, a column each, so selection can filter and rank on any."""
+
+    trajectory_id: str
+    task_id: str
+    policy: str
+    outcome: float = Field(description="Exact match of the last <answer> with the answer or an alias.")
+    f1: float = Field(description="SQuAD token F1 against the answer and aliases (best of them).")
+    search_r2: float | None = Field(
+        None, description="Search-R2 hybrid r_out * (1 + mean u_i); None when usefulness is unknown."
+    )
+    reagent: float | None = Field(
+        None, description="Reagent rule + lambda * score; None when the process score is unknown."
+    )
+    process_judge: str = ""
+    usefulness_judge: str = ""
+
+
+class JudgeReliability(Row):
+    judge: str
+    family: JudgeFamily
+    judged: int
+    failed: int = Field(description="Replies that could not be read, after re-asks.")
+    parse_failure_rate: float
+    auroc: float | None = Field(
+        None, description="AUROC of the trajectory score for predicting a correct final answer."
+    )
+    mean_score: float | None = None
+    critiques: int = 0
+    leaks: int = Field(0, description="Critiques that reveal the gold answer.")
+    leak_rate: float | None = None
+
+
+class JudgeAgreement(Row):
+    judge_a: str = Field(description="family:judge")
+    judge_b: str
+    trajectories: int
+    spearman: float | None = Field(None, description="Spearman correlation of the trajectory scores.")
+    ratings: int = Field(0, description="Paired ratings (steps, search calls or verdicts) for kappa.")
+    kappa: float | None = Field(None, description="Cohen's kappa on paired ratings (same family).")
+    kappa_quadratic: float | None = None
 
 
 class Selection(Row):
     trajectory_id: str
     task_id: str
-    source: Literal["policy", "oracle"]
+    source: Literal["policy", "oracle", "refined"]
     reason: str
 
 

@@ -68,6 +68,7 @@ STAGES: dict[str, str] = {
     "collect-shard": "tasks.agent.collect:SHARD_STAGE",
     "collect-oracle": "tasks.agent.oracle:STAGE",
     "merge-trajectories": "tasks.agent.collect:MERGE_STAGE",
+    "annotate-shard": "tasks.judge.annotate:SHARD_STAGE",
     "annotate": "tasks.judge.annotate:STAGE",
     "select": "tasks.select.rejection:STAGE",
     "train": "tasks.train.sft:STAGE",
@@ -118,7 +119,7 @@ def stage_artifact_id(stage: Stage, config: BaseModel, inputs: Inputs) -> str:
 
 
 # Stages that run a model: they hold a slot of the flow's global concurrency limit, if one is set.
-MODEL_STAGES = frozenset({"collect-shard", "evaluate", "train"})
+MODEL_STAGES = frozenset({"collect-shard", "annotate-shard", "evaluate", "train"})
 
 
 def execute_stage(

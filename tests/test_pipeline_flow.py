@@ -97,8 +97,12 @@ def test_explain_says_why_an_artifact_is_reused_or_rebuilt(prefect_harness, tmp_
     annotations = catalog.artifacts(kind="annotations")[0]
     assert main(["explain", annotations["id"], "--home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "reuses it" in out and "input trajectories[0]" in out and "input trajectories[1]" in out
+    assert "reuses it" in out and "input shards[0]" in out
     assert f"code version  {get_stage('annotate').code_version}" in out
+    shard = catalog.artifacts(kind="annotation-shard")[0]
+    assert main(["explain", shard["id"], "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "input trajectories[0]" in out and "input trajectories[1]" in out
 
     selection = catalog.artifacts(kind="selection")[0]
     shutil.rmtree(ArtifactStore(tmp_path).path("annotations", annotations["id"]))

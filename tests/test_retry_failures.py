@@ -84,6 +84,7 @@ def test_retrying_a_failed_item_rebuilds_its_shard_and_what_depends_on_it(
     rebuilt_stages = sorted(row["stage"] for row in catalog.artifacts() if row["id"] in rebuilt)
     assert rebuilt_stages == [
         "annotate",
+        "annotate-shard",
         "collect-shard",
         "evaluate",
         "merge-trajectories",

@@ -49,11 +49,12 @@ class Policy(Protocol):
 class RefineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["plain", "rate-and-refine", "cut-and-regenerate"] = Field(
+    mode: Literal["plain", "rate-and-refine", "cut-and-regenerate", "critique-and-refine"] = Field(
         "plain",
         description="plain: K samples as generated. rate-and-refine: a critic rates each proposed step "
         "before it runs and a low one is regenerated with the critique. cut-and-regenerate: a finished "
-        "trajectory is cut at its first flawed step and the rest generated again.",
+        "trajectory is cut at its first flawed step and the rest generated again. critique-and-refine "
+        "(Reagent-C): a reward model critiques each finished attempt and the policy answers again.",
     )
     threshold: int = Field(3, ge=1, le=5, description="A step rated below this (1-5) is refined or cut at.")
     max_refines: int = Field(2, ge=0, le=10, description="Rate-and-refine: regenerations of one step (M).")
@@ -110,6 +111,7 @@ class _Rollout:
     revision: int = 0
     parent: _Rollout | None = None
     cut_at: int | None = None
+    first_turn: int = 0  # steps inherited from an earlier attempt; the turn limit counts from here
     error: str | None = None  # set when a backend or the retriever gave up on this rollout
 
     @property
@@ -185,6 +187,10 @@ def run_agent(
                 break
             loop.advance(current, progress and f"{progress} revision {revision}")
             finished += current
+    elif mode == "critique-and-refine":
+        from tasks.agent.critique_refine import second_attempts
+
+        finished += second_attempts(loop, rollouts, critic, progress)
     failures = loop.failures + list(getattr(critic, "failures", []))
     digests = {"protocol_digest": protocol_digest(), "template_digest": policy_template_digest(policy)}
     return [_trajectory(r, policy_name, temperature, seed, digests) for r in finished], failures
@@ -262,7 +268,7 @@ class _Loop:
             active = []
             prompts = []
             for rollout in rollouts:
-                if rollout.done or len(rollout.steps) >= max_turns:
+                if rollout.done or len(rollout.steps) - rollout.first_turn >= max_turns:
                     continue
                 prompt = self.policy.render(rollout.messages)
                 if self.policy.count_tokens(prompt) > self.config.max_prompt_tokens:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass
 
 from tasks.search.tools import TOOLS_SCHEMA
+from tasks.turns import ACTIONS, ARGUMENT_NAMES, ParsedTurn, parse_turn
 
-ACTIONS = ("search", "open", "calculate", "answer")
+__all__ = ["ACTIONS", "ARGUMENT_NAMES", "ParsedTurn", "parse_turn"]
+
 STOP_STRINGS = tuple(f"</{a}>" for a in ACTIONS)
-ARGUMENT_NAMES = {"search": "query", "open": "doc_id", "calculate": "expression"}
-
-_ACTION = re.compile(r"<(search|open|calculate|answer)>(.*?)</\1>", re.S)
-_THINK = re.compile(r"<think>(.*?)</think>", re.S)
 
 SYSTEM_PROMPT = (
     "You answer questions by searching a collection of documents. "
@@ -36,28 +32,6 @@ INVALID_ACTION_FEEDBACK = (
     "Your reply had no valid action. Think inside <think>...</think>, then write exactly one of "
     "<search>query</search>, <open>doc_id</open>, <calculate>expression</calculate> or <answer>answer</answer>."
 )
-
-
-@dataclass(frozen=True)
-class ParsedTurn:
-    action: str  # one of ACTIONS, or "invalid"
-    argument: str
-    thought: str
-    prefix: str  # the text before the action tag, kept verbatim as the message content
-
-
-def parse_turn(text: str) -> ParsedTurn:
-    match = _ACTION.search(text)
-    think = _THINK.search(text)
-    thought = think.group(1).strip() if think else ""
-    if match is None:
-        return ParsedTurn(action="invalid", argument="", thought=thought or text.strip(), prefix=text)
-    argument = match.group(2).strip()
-    if not argument:
-        return ParsedTurn(action="invalid", argument="", thought=thought, prefix=text)
-    if not think:
-        thought = text[: match.start()].strip()
-    return ParsedTurn(action=match.group(1), argument=argument, thought=thought, prefix=text[: match.start()])
 
 
 def assistant_message(turn: ParsedTurn, raw: str) -> dict:

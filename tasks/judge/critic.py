@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from storage.schemas import Hop, Step, Task
-from tasks.agent.protocol import ParsedTurn
-from tasks.judge.reference import rate_steps
+from tasks.judge.reference import critique, process_score, rate_steps
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.search.tools import SearchTool, split_page_argument
 from tasks.synthesis.evidence import hop_query
+from tasks.turns import ParsedTurn
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,24 @@ class StepJudgement:
         return self.rating is not None and self.rating < threshold
 
 
+@dataclass(frozen=True)
+class Critique:
+    """A reward model's verdict on a finished attempt (Agent-RRM): a critique for the agent, a score."""
+
+    text: str | None  # None when the judge's reply could not be read
+    score: float | None
+
+
+# (item key, task, the attempt's steps, its final answer): what critique-and-refine asks about
+Attempt = tuple[str, Task, list[Step], str | None]
+
+
 class StepCritic(Protocol):
     def rate(self, proposals: list[tuple[Task, list[Step], ParsedTurn]]) -> list[StepJudgement]: ...
 
     def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None: ...
+
+    def critique(self, attempts: list[Attempt]) -> list[Critique]: ...
 
 
 class ReferenceCritic:
@@ -77,6 +91,13 @@ class ReferenceCritic:
     def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None:
         """The first step the reference judge rates below ``threshold``; None accepts the trajectory."""
         return next((i for i, rating in enumerate(rate_steps(steps, task)) if rating < threshold), None)
+
+    def critique(self, attempts: list[Attempt]) -> list[Critique]:
+        """The reference judge's process critique (never naming the answer) and process score."""
+        return [
+            Critique(critique(steps, task, answer), process_score(steps, task, answer))
+            for _, task, steps, answer in attempts
+        ]
 
 
 def _critique(turn: ParsedTurn, missing: Hop | None) -> str:

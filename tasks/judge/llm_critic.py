@@ -9,12 +9,16 @@ is not cut: an unreadable judge never silently rewrites the data.
 from __future__ import annotations
 
 from storage.schemas import Failure, Step, Task
-from tasks.agent.protocol import ParsedTurn
-from tasks.judge.critic import StepJudgement
+from tasks.judge.asking import JudgeModel
+from tasks.judge.critic import Attempt, Critique, StepJudgement
+from tasks.judge.parsing import parse_process
 from tasks.judge.prompts import JudgeOutputError, cut_messages, parse_cut, parse_rating, rate_messages
+from tasks.judge.reward_model import rrm_messages
 from tasks.llm.hf import Generation
+from tasks.turns import ParsedTurn
 
 JUDGE_MAX_NEW_TOKENS = 64
+CRITIQUE_MAX_NEW_TOKENS = 384
 
 
 class LLMCritic:
@@ -62,6 +66,31 @@ class LLMCritic:
         except JudgeOutputError as error:
             self._failed(task, "cut", error)
             return None
+
+    def critique(self, attempts: list[Attempt]) -> list[Critique]:
+        """Agent-RRM's three blocks on each finished attempt, batched; one re-ask on a malformed reply."""
+        model = JudgeModel(self.generator, "critic", max(self.max_new_tokens, CRITIQUE_MAX_NEW_TOKENS), 1)
+        results = model.ask(
+            [rrm_messages(task.question, steps) for _, task, steps, _ in attempts],
+            [parse_process] * len(attempts),
+        )
+        critiques = []
+        for (key, *_), asked in zip(attempts, results, strict=True):
+            if asked.ok:
+                critiques.append(Critique(asked.value.critique, asked.value.score))
+                continue
+            self.failures.append(
+                Failure(
+                    stage=self.stage,
+                    item_id=f"{key}#critique",
+                    error_class="JudgeOutputError",
+                    message=asked.error or "",
+                    raw_output="\n--- re-asked ---\n".join(asked.replies),
+                    attempts=len(asked.replies),
+                )
+            )
+            critiques.append(Critique(None, None))
+        return critiques
 
 
 def critic_from_spec(spec: str, stage: str = "critic") -> LLMCritic:

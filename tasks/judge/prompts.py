@@ -11,19 +11,20 @@ from __future__ import annotations
 import re
 
 from storage.schemas import Step, Task
-from tasks.agent.protocol import ParsedTurn
+from tasks.judge.parsing import DATA_RULE, JudgeOutputError, after_thinking, fence
+from tasks.turns import ParsedTurn
 
 RATE_SYSTEM = (
     "You judge one step of a search agent that answers questions by searching a document collection. "
     "Rate the proposed step from 1 (useless or wrong) to 5 (the best next step): does it look for "
     "evidence the question still needs, or answer only with support from what was found? "
-    "Reply in exactly two lines:\nRating: <1-5>\nCritique: <one sentence on how to do better>"
+    "Reply in exactly two lines:\nRating: <1-5>\nCritique: <one sentence on how to do better>\n" + DATA_RULE
 )
 
 CUT_SYSTEM = (
     "You review a finished search-agent trajectory. Find the first step that is flawed: a search "
     "that cannot find what the question needs, an unsupported answer, or an invalid action. Reply "
-    "in exactly one line:\nFirst flawed step: <number>\nor\nFirst flawed step: none"
+    "in exactly one line:\nFirst flawed step: <number>\nor\nFirst flawed step: none\n" + DATA_RULE
 )
 
 _RATING = re.compile(r"rating\s*[:=]\s*([1-5])\b", re.IGNORECASE)
@@ -32,17 +33,10 @@ _CUT = re.compile(r"first flawed step\s*[:=]\s*(none|\d+)", re.IGNORECASE)
 OBSERVATION_CHARS = 300
 
 
-class JudgeOutputError(ValueError):
-    def __init__(self, reason: str, raw: str) -> None:
-        super().__init__(f"{reason}: {raw[:200]!r}")
-        self.reason = reason
-        self.raw = raw
-
-
 def _step_line(number: int, action: str, argument: str, observation: str | None) -> str:
     line = f"Step {number}: {action}({argument})"
     if observation:
-        line += f"\n  -> {observation[:OBSERVATION_CHARS]}"
+        line += "\n" + fence(observation[:OBSERVATION_CHARS], f"result of step {number}")
     return line
 
 
@@ -69,16 +63,18 @@ def cut_messages(task: Task, steps: list[Step]) -> list[dict]:
 
 
 def parse_rating(text: str) -> tuple[int, str]:
-    rating = _RATING.search(text)
-    if rating is None:
+    """The judge's last ``Rating:`` line (and the critique after it); quoted ones earlier do not count."""
+    body = after_thinking(text)
+    ratings = list(_RATING.finditer(body))
+    if not ratings:
         raise JudgeOutputError("no 'Rating: 1-5' line", text)
-    critique = _CRITIQUE.search(text)
-    return int(rating.group(1)), critique.group(1).strip() if critique else ""
+    critique = _CRITIQUE.search(body, ratings[-1].end())
+    return int(ratings[-1].group(1)), critique.group(1).strip() if critique else ""
 
 
 def parse_cut(text: str, n_steps: int) -> int | None:
     """The 0-based index of the first flawed step, or None when the judge accepts the trajectory."""
-    found = _CUT.search(text)
+    found = next(reversed(list(_CUT.finditer(after_thinking(text)))), None)
     if found is None:
         raise JudgeOutputError("no 'First flawed step:' line", text)
     if found.group(1).lower() == "none":
@@ -87,3 +83,22 @@ def parse_cut(text: str, n_steps: int) -> int | None:
     if not 1 <= number <= n_steps:
         raise JudgeOutputError(f"step {number} is not one of the {n_steps} steps", text)
     return number - 1
+
+
+def action_text(step: Step) -> str:
+    if step.action == "invalid":
+        return "(none: the reply had no valid action tag)"
+    return f"<{step.action}>{step.argument}</{step.action}>"
+
+
+def step_block(step: Step, number: int) -> str:
+    """One step as judges see it: the thought, the action, and the tool's result fenced as data."""
+    lines = [f"Step {number}", f"Thought: {step.thought[:OBSERVATION_CHARS] or '(none)'}"]
+    lines.append(f"Action: {action_text(step)}")
+    if step.observation:
+        lines.append(fence(step.observation[:OBSERVATION_CHARS], f"result of step {number}"))
+    return "\n".join(lines)
+
+
+def trajectory_text(steps: list[Step]) -> str:
+    return "\n\n".join(step_block(s, i) for i, s in enumerate(steps, 1)) or "(no steps)"

@@ -1,22 +1,34 @@
 """Rejection sampling: keep the best correct trajectories, a few per task.
 
 A trajectory is kept when its answer is right and its steps rate well (SRR-Judge defaults: mean
-rating >= 3.5 and no step rated 1). Tasks where the policy produced nothing worth keeping fall back
-to the oracle's demonstration, which is what lets the first round start from a policy that cannot
-yet follow the protocol at all.
+rating >= 3.5 and no step rated 1), and, when ``filter_reward`` names a reward, that reward reaches
+``min_reward`` (a reward that could not be computed keeps nothing). Kept ones are ranked by
+``rank_by``: the mean step rating, or any reward column. Tasks where the policy produced nothing
+worth keeping fall back to the oracle's demonstration, which is what lets the first round start
+from a policy that cannot yet follow the protocol at all.
+
+With ``refined_targets``, a rejected policy trajectory whose step judge rewrote a flawed step (rated
+below ``refine_below``) becomes a training example: its steps before that one, then the judge's
+refined thought and action as the target (SRR-Judge's refined steps as SFT targets). What came after
+the flawed step is dropped: it followed an action the refined step replaces.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactStore
-from storage.schemas import Annotation, Selection, Trajectory
+from storage.schemas import Annotation, Judgement, Rewards, Selection, Step, Trajectory
 from storage.store import read_rows, write_table
 from tasks.agent.oracle import ORACLE
+from tasks.agent.protocol import assistant_message, parse_turn
+from tasks.rewards.combine import RewardName
 from tasks.stage import Inputs, Stage
 
 
@@ -33,29 +45,65 @@ class SelectConfig(BaseModel):
     oracle_fallback: bool = Field(
         True, description="Use the oracle demonstration for tasks with no kept trajectory."
     )
+    rank_by: Literal["mean_rating", "outcome", "f1", "search_r2", "reagent"] = Field(
+        "mean_rating", description="Order of the kept trajectories of a task: mean step rating or a reward."
+    )
+    filter_reward: RewardName | None = Field(
+        None, description="Also require this reward (a column of the rewards table) to reach min_reward."
+    )
+    min_reward: float = Field(0.0, ge=0, le=10, description="Threshold for filter_reward.")
+    refined_targets: bool = Field(
+        False,
+        description="Turn rejected trajectories with a judge-refined flawed step into training examples "
+        "ending at the refined step.",
+    )
+    refine_below: int = Field(
+        3, ge=2, le=5, description="refined_targets: a step rated below this is flawed."
+    )
 
 
-def keep_reason(annotation: Annotation, config: SelectConfig) -> tuple[bool, str]:
+def keep_reason(
+    annotation: Annotation, config: SelectConfig, rewards: Rewards | None = None
+) -> tuple[bool, str]:
     if annotation.exact_match < 1:
         return False, "wrong_answer"
+    if not annotation.judged:
+        return False, "unjudged"
     if annotation.min_rating < config.min_step_rating:
         return False, "bad_step"
     if annotation.mean_rating < config.min_mean_rating:
         return False, "low_mean_rating"
+    if config.filter_reward:
+        value = getattr(rewards, config.filter_reward) if rewards else None
+        if value is None:
+            return False, "reward_unknown"
+        if value < config.min_reward:
+            return False, "low_reward"
     return True, "correct_and_well_rated"
 
 
-def select(annotations: list[Annotation], config: SelectConfig) -> list[Selection]:
+def _rank(a: Annotation, config: SelectConfig, rewards: dict[str, Rewards]) -> tuple:
+    if config.rank_by == "mean_rating":
+        value = a.mean_rating
+    else:
+        value = getattr(rewards.get(a.trajectory_id), config.rank_by, None) or 0.0
+    return (-value, -a.mean_rating, a.tool_calls, a.trajectory_id)
+
+
+def select(
+    annotations: list[Annotation], config: SelectConfig, rewards: list[Rewards] | None = None
+) -> list[Selection]:
+    by_id = {r.trajectory_id: r for r in rewards or []}
     by_task: dict[str, list[Annotation]] = defaultdict(list)
     oracle: dict[str, Annotation] = {}
     for a in annotations:
         if a.policy == ORACLE:
             oracle[a.task_id] = a
-        elif keep_reason(a, config)[0]:
+        elif keep_reason(a, config, by_id.get(a.trajectory_id))[0]:
             by_task[a.task_id].append(a)
     chosen = []
     for task_id in sorted(set(by_task) | set(oracle)):
-        kept = sorted(by_task.get(task_id, []), key=lambda a: (-a.mean_rating, a.tool_calls, a.trajectory_id))
+        kept = sorted(by_task.get(task_id, []), key=lambda a: _rank(a, config, by_id))
         for a in kept[: config.max_per_task]:
             chosen.append(
                 Selection(
@@ -77,11 +125,79 @@ def select(annotations: list[Annotation], config: SelectConfig) -> list[Selectio
     return chosen
 
 
+def refined_example(trajectory: Trajectory, judgement: Judgement, below: int) -> Trajectory | None:
+    """The trajectory up to its first flawed step that the judge refined, that step replaced."""
+    refined = {r["step"]: r for r in json.loads(judgement.refined_json)}
+    ratings = judgement.step_ratings
+    step = next((i for i, r in enumerate(ratings) if r < below and i in refined), None)
+    if step is None or len(ratings) != len(trajectory.steps):
+        return None
+    raw = f"<think>{refined[step]['thought']}</think>\n{refined[step]['action']}"
+    turn = parse_turn(raw)
+    messages = json.loads(trajectory.messages_json)
+    assistant = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    kept = messages[: assistant[step]] if step < len(assistant) else messages
+    new_id = hashlib.sha256(f"{trajectory.id}|refined|{step}".encode()).hexdigest()[:16]
+    return trajectory.model_copy(
+        update={
+            "id": new_id,
+            "messages_json": json.dumps([*kept, assistant_message(turn, raw)]),
+            "steps": [
+                *trajectory.steps[:step],
+                Step(index=step, thought=turn.thought, action=turn.action, argument=turn.argument, raw=raw),
+            ],
+            "final_answer": turn.argument if turn.action == "answer" else None,
+            "finished": turn.action == "answer",
+            "parent_id": trajectory.id,
+            "cut_step": step,
+            "error": None,
+        }
+    )
+
+
+def refined_examples(
+    annotations: list[Annotation],
+    judgements: list[Judgement],
+    trajectories: dict[str, Trajectory],
+    selections: list[Selection],
+    config: SelectConfig,
+) -> tuple[list[Selection], list[Trajectory]]:
+    steps = {(j.trajectory_id, j.judge): j for j in judgements if j.family == "step"}
+    taken = {s.trajectory_id for s in selections}
+    per_task = defaultdict(int, {})
+    for s in selections:
+        per_task[s.task_id] += s.source == "policy"
+    chosen, examples = [], []
+    for a in sorted(annotations, key=lambda a: a.trajectory_id):
+        judgement = steps.get((a.trajectory_id, a.judge))
+        source = trajectories.get(a.trajectory_id)
+        if a.policy == ORACLE or a.trajectory_id in taken or judgement is None or source is None:
+            continue
+        if source.error is not None or per_task[a.task_id] >= config.max_per_task:
+            continue
+        example = refined_example(source, judgement, config.refine_below)
+        if example is None:
+            continue
+        per_task[a.task_id] += 1
+        examples.append(example)
+        chosen.append(
+            Selection(trajectory_id=example.id, task_id=a.task_id, source="refined", reason="refined_step")
+        )
+    return chosen, examples
+
+
 def produce_selection(work: Path, config: SelectConfig, inputs: Inputs, store: ArtifactStore) -> None:
-    selections = select(read_rows(inputs["annotations"], Annotation), config)
+    annotations = read_rows(inputs["annotations"], Annotation)
+    selections = select(annotations, config, read_rows(inputs["annotations"], Rewards, "rewards"))
     picked = {s.trajectory_id for s in selections}
+    trajectories = {t.id: t for source in inputs["trajectories"] for t in read_rows(source, Trajectory)}
     # The SFT set travels with the selection, so training reads one artifact.
-    chosen = [t for source in inputs["trajectories"] for t in read_rows(source, Trajectory) if t.id in picked]
+    chosen = [t for t in trajectories.values() if t.id in picked]
+    if config.refined_targets:
+        judgements = read_rows(inputs["annotations"], Judgement, "judgements")
+        extra, examples = refined_examples(annotations, judgements, trajectories, selections, config)
+        selections += extra
+        chosen += examples
     write_table(work, selections)
     write_table(work, chosen, name="trajectories")
 
