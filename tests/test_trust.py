@@ -130,16 +130,15 @@ def test_settings_that_cannot_change_a_result_stay_out_of_ids(tiny_model, index_
 
 
 def test_model_stage_ids_carry_the_precision_this_host_runs_in(tiny_model, index_ref, tasks_ref, monkeypatch):
-    import torch
-
-    import tasks.llm.hardware as hardware
-
     inputs = {"model": tiny_model, "tasks": tasks_ref, "index": index_ref}
-    evaluate = get_stage("evaluate")
-    monkeypatch.setattr(hardware, "preferred_dtype", lambda device: torch.float32)
-    fp32 = stage_artifact_id(evaluate, EvalConfig(), inputs)
-    monkeypatch.setattr(hardware, "preferred_dtype", lambda device: torch.bfloat16)
-    assert stage_artifact_id(evaluate, EvalConfig(), inputs) != fp32
+    ids = {}
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setenv("TRAILFORGE_PRECISION", precision)
+        ids[precision] = {
+            name: stage_artifact_id(get_stage(name), config, inputs)
+            for name, config in (("evaluate", EvalConfig()), ("train", get_stage("train").config_model()))
+        }
+    assert ids["fp32"]["evaluate"] != ids["bf16"]["evaluate"] and ids["fp32"]["train"] != ids["bf16"]["train"]
 
 
 # --- honest evaluation ----------------------------------------------------------------------------
@@ -367,3 +366,41 @@ def test_prefect_retries_a_stage_only_for_errors_that_may_pass():
     assert not retried(ValueError("the selection is empty: nothing to train on"))
     assert not retried(FileNotFoundError("no such model"))
     assert not retried(PromptFormatMismatch("rendered differently"))
+
+
+def test_training_examples_are_rendered_like_prompts_and_their_masks_are_checked(
+    tiny_model, index_ref, tasks_ref
+):
+    from transformers import AutoTokenizer
+
+    from tasks.llm.chat import MaskError, render_prompt, tokenize_for_training
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model.uri)
+    trajectory, _ = oracle_trajectory(
+        load_tasks(tasks_ref, "train")[0], SearchTool(index_ref.uri), ToolConfig()
+    )
+    messages = json.loads(trajectory.messages_json)
+    example = tokenize_for_training(tokenizer, messages)
+    # the prompt of every assistant turn is a token prefix of the training example
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            prompt = tokenizer(render_prompt(tokenizer, messages[:i]), add_special_tokens=False).input_ids
+            assert example.input_ids[: len(prompt)] == prompt
+            assert not any(
+                example.assistant_masks[: len(prompt)][len(prompt) - 3 :]
+            )  # the prompt is not trained on
+
+    leaky = tokenizer.chat_template.replace(
+        "{%- if message['role'] == 'assistant' -%}",
+        "{%- generation -%}{%- if message['role'] == 'assistant' -%}",
+        1,
+    )
+    leaky = leaky.replace(
+        "{%- endif -%}\n{%- endfor -%}", "{%- endif -%}{%- endgeneration -%}\n{%- endfor -%}", 1
+    )
+    assert leaky != tokenizer.chat_template
+    tokenizer.chat_template = leaky
+    with pytest.raises(MaskError, match="trained on as if the policy wrote it"):
+        tokenize_for_training(tokenizer, messages)
+    with pytest.raises(MaskError, match="no token"):
+        tokenize_for_training(AutoTokenizer.from_pretrained(tiny_model.uri), messages[:2])

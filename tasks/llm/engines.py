@@ -62,9 +62,9 @@ def precision(engine: Engine = "hf") -> str:
     """
     if engine == "vllm":
         return "vllm-auto"
-    from tasks.llm.hardware import default_device, preferred_dtype
+    from tasks.llm.hardware import default_device, precision_name
 
-    return str(preferred_dtype(default_device())).removeprefix("torch.")
+    return precision_name(default_device())
 
 
 def spec_environment(spec: str | None) -> dict[str, Any]:

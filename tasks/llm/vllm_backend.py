@@ -54,7 +54,9 @@ class VLLMGenerator:
         self._lock = threading.Lock()  # one engine call at a time; vLLM batches inside it
 
     def render(self, messages: list[dict]) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from tasks.llm.chat import render_prompt
+
+        return render_prompt(self.tokenizer, messages)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import ArtifactStore
 from storage.schemas import Trajectory
 from storage.store import read_rows
-from tasks.llm.hardware import cpu_has_amx, default_device
+from tasks.llm.chat import MaskError, tokenize_for_training
+from tasks.llm.hardware import default_device, precision_name
 from tasks.stage import Inputs, Stage
 
 
@@ -54,6 +55,15 @@ def assistant_only_loss(model, inputs: dict, num_items_in_batch=None):
     return loss / count
 
 
+def training_in_bf16(device: str) -> bool:
+    """Mixed precision (bf16 matmuls, fp32 weights and optimizer) where bf16 runs natively.
+
+    The precision follows :func:`tasks.llm.hardware.precision_name`, so ``TRAILFORGE_PRECISION=fp32``
+    pins training to fp32 as well; GPUs without bf16 train in fp32 (fp16 would need loss scaling).
+    """
+    return precision_name(device) == "bf16"
+
+
 def _trainer_class():
     from trl import SFTTrainer
 
@@ -61,16 +71,31 @@ def _trainer_class():
         """TRL's SFT trainer with :func:`assistant_only_loss` (and without per-token entropy metrics)."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = assistant_only_loss(model, inputs, num_items_in_batch)
+            # Accelerate's mixed precision wraps only ``model.forward``, which this loss bypasses.
+            with self.accelerator.autocast():
+                loss = assistant_only_loss(model, inputs, num_items_in_batch)
             return (loss, None) if return_outputs else loss
 
     return AssistantPositionsTrainer
 
 
-def sft_dataset(trajectories: list[Trajectory]):
+def sft_dataset(trajectories: list[Trajectory], tokenizer):
+    """Token ids and assistant masks, rendered by :mod:`tasks.llm.chat` exactly as prompts are.
+
+    TRL takes a tokenised dataset as it is; each example's mask is checked on the way (no
+    observation or prompt trained on, at least one supervised token), and a bad one names its
+    trajectory.
+    """
     from datasets import Dataset
 
-    return Dataset.from_list([{"messages": json.loads(t.messages_json)} for t in trajectories])
+    rows = []
+    for t in trajectories:
+        try:
+            example = tokenize_for_training(tokenizer, json.loads(t.messages_json))
+        except MaskError as error:
+            raise MaskError(f"trajectory {t.id} (task {t.task_id}): {error}") from None
+        rows.append({"input_ids": example.input_ids, "assistant_masks": example.assistant_masks})
+    return Dataset.from_list(rows)
 
 
 def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfig, out: Path) -> dict:
@@ -81,7 +106,7 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
         raise ValueError("the selection is empty: nothing to train on (check the selection thresholds)")
     device = default_device()
     on_cpu = device == "cpu"
-    bf16 = cpu_has_amx() if on_cpu else True
+    bf16 = training_in_bf16(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     with tempfile.TemporaryDirectory() as scratch:
@@ -94,7 +119,9 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
             warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
             lr_scheduler_type="cosine",
             max_length=config.max_length,
-            assistant_only_loss=True,
+            # The dataset arrives tokenised with its checked assistant masks (see sft_dataset); TRL turns
+            # them into labels itself, and its own flag is only for datasets it renders.
+            assistant_only_loss=False,
             use_cpu=on_cpu,
             bf16=bf16,
             activation_checkpointing=False,
@@ -106,7 +133,10 @@ def train_sft(model_dir: str, trajectories: list[Trajectory], config: TrainConfi
             disable_tqdm=False,
         )
         trainer = _trainer_class()(
-            model=model, args=args, train_dataset=sft_dataset(trajectories), processing_class=tokenizer
+            model=model,
+            args=args,
+            train_dataset=sft_dataset(trajectories, tokenizer),
+            processing_class=tokenizer,
         )
         result = trainer.train()
         trainer.save_model(str(out))
@@ -141,7 +171,8 @@ def check_prompt_format(trajectories: list[Trajectory], model_dir: str) -> None:
     wrong = [
         t
         for t in trajectories
-        if t.protocol_digest != expected or (t.template_digest is not None and t.template_digest != policy_template)
+        if t.protocol_digest != expected
+        or (t.template_digest is not None and t.template_digest != policy_template)
     ]
     if wrong:
         example = wrong[0]
@@ -159,4 +190,10 @@ def produce_checkpoint(work: Path, config: TrainConfig, inputs: Inputs, store: A
     train_sft(inputs["model"].uri, trajectories, config, work)
 
 
-STAGE = Stage(name="train", kind="checkpoint", produce=produce_checkpoint, config_model=TrainConfig)
+STAGE = Stage(
+    name="train",
+    kind="checkpoint",
+    produce=produce_checkpoint,
+    config_model=TrainConfig,
+    environment=lambda config, inputs: {"precision": precision_name(default_device())},
+)
