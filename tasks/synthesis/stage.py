@@ -71,7 +71,7 @@ class SynthesisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Seed for sampling and the train/eval split.")
-    train_tasks: int = Field(16, ge=1, le=1_000_000, description="Tasks for collection and training.")
+    train_tasks: int = Field(64, ge=1, le=1_000_000, description="Tasks for collection and training.")
     eval_tasks: int = Field(12, ge=1, le=100_000, description="Held-out tasks for evaluation.")
     mix: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MIX),

@@ -25,7 +25,7 @@ from tasks.stage import Inputs, Stage
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(16, ge=1, le=1_000_000, description="Optimizer steps.")
+    max_steps: int = Field(48, ge=1, le=1_000_000, description="Optimizer steps.")
     batch_size: int = Field(2, ge=1, le=4096, description="Sequences per step (per device).")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     learning_rate: float = Field(2e-4, gt=0, le=1.0)
