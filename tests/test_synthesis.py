@@ -212,7 +212,8 @@ def test_an_impossible_target_fails_before_anything_is_written(tmp_path, capsys)
         SynthesisConfig(mix={"h3-k3-m1": 1})
     code = main(["run", "--home", str(tmp_path), "--synthesis.mix", "h2-k1-m2=0.5,h9-k1-m2=0.5"])
     assert code == 2 and "tasks have 2 to 8 hops" in capsys.readouterr().err
-    code = main(["run", "--home", str(tmp_path), "--synthesis.mix", "h6-k3-m3=1"])
+    asked = ["--synthesis.train-tasks", "16", "--synthesis.eval-tasks", "12"]
+    code = main(["run", "--home", str(tmp_path), "--synthesis.mix", "h6-k3-m3=1", *asked])
     assert code == 2 and "the world holds too few candidates (h6-k3-m3: needs 28" in capsys.readouterr().err
     assert not (tmp_path / "artifacts").exists()
 
