@@ -7,8 +7,8 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
    tasks (spread over buckets), trained to a low loss;
 3. **round 1, round 2**: the policy samples ``--samples`` rollouts on every task of the training
    pool, the reference judge rates every step, selection keeps correct well-rated trajectories
-   (hard tasks oversampled), and the policy trains on everything kept so far plus the cold-start
-   demonstrations, at the rounds' low flat learning rate;
+   (hard tasks oversampled, each bucket weighted as in the pool), and the policy trains on
+   everything kept so far plus the cold-start demonstrations, at the rounds' low flat learning rate;
 4. **control**: the cold-start policy trained for the same runs and steps on the cold-start
    demonstrations only — what the rounds add beyond training longer.
 
@@ -75,7 +75,11 @@ def bench_config(args):
                 "train": {"max_steps": args.cold_start_steps, "batch_size": 2, "learning_rate": 2e-4},
             },
             "collect": {"samples_per_task": args.samples, "temperature": args.temperature, "shard_size": 64},
-            "select": {"max_per_task": 2, "hard_task_copies": args.hard_copies},
+            "select": {
+                "max_per_task": 2,
+                "hard_task_copies": args.hard_copies,
+                "balance_buckets": not args.no_balance,
+            },
             "train": {
                 "max_steps": args.round_steps,
                 "batch_size": 2,
@@ -98,6 +102,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2, help="rollouts per pool task and round")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--hard-copies", type=int, default=2)
+    parser.add_argument(
+        "--no-balance", action="store_true", help="keep the kept data's bucket mix as the policy solved it"
+    )
     parser.add_argument("--round-steps", type=int, default=24)
     parser.add_argument("--round-lr", type=float, default=1e-4)
     parser.add_argument("--docs-per-task", type=float, default=6.0)
@@ -182,6 +189,9 @@ def main() -> None:
         "samples_per_task": args.samples,
         "round_steps": args.round_steps,
         "round_lr": args.round_lr,
+        "balance_buckets": not args.no_balance,
+        "max_turns": config.evaluate.agent.max_turns,
+        "out_of_reach": entries["cold_start"].summary.out_of_reach,
         "minutes": round(minutes, 1),
     }
     passes = result["pass1_by_round"]

@@ -157,7 +157,7 @@ def annotate_and_select(
     selection = run(
         "select",
         select_config or config.select,
-        {"annotations": annotations, "trajectories": pool},
+        {"annotations": annotations, "trajectories": pool, "tasks": task_set.tasks},
         f"select {label}",
     )
     return annotations, selection

@@ -342,6 +342,11 @@ class EvalSummary(Row):
     supporting_recall: float | None = Field(
         None, description="Mean share of supporting pages retrieved, where tasks name them (user questions)."
     )
+    out_of_reach: int = Field(
+        0,
+        description="Tasks whose gold path takes more turns than the agent's max_turns (scored as they "
+        "come: wrong unless the agent finds a shorter way).",
+    )
 
 
 class Failure(Row):

@@ -66,6 +66,24 @@ def test_every_filter_counts_what_it_removed_and_hard_tasks_are_oversampled():
     assert next(s for s in chosen if s.task_id == "t2").solve_rate == pytest.approx(0.25)
 
 
+def test_balancing_gives_under_represented_buckets_their_pool_weight():
+    # a pool of 8 tasks, half easy and half hard; the policy solved three easy tasks and one hard one
+    buckets = {f"e{i}": "h2-k1-m2" for i in range(4)} | {f"h{i}": "h4-k1-m2" for i in range(4)}
+    annotations = [ann(f"{t}-a", t, em=float(t in ("e0", "e1", "e2", "h0"))) for t in buckets]
+    config = SelectConfig(max_per_task=1, balance_buckets=True, hard_task_solve_rate=0.0)
+    chosen, _ = select_with_counts(annotations, config, buckets=buckets)
+    copies = {s.task_id: s.copies for s in chosen}
+    # the hard bucket weighs 1/4 of the kept copies and 1/2 of the pool: its one trajectory counts 2x,
+    # the easy ones stay at 1 (over their share, never cut)
+    assert copies == {"e0": 1, "e1": 1, "e2": 1, "h0": 2}
+    capped = select_with_counts(
+        annotations, config.model_copy(update={"max_bucket_copies": 1}), buckets=buckets
+    )[0]
+    assert {s.copies for s in capped} == {1}
+    with pytest.raises(ValueError, match="buckets"):
+        select_with_counts(annotations, config)
+
+
 def test_ties_go_to_fewer_tool_errors_then_shorter_paths():
     annotations = [ann("long", "t"), ann("errors", "t"), ann("short", "t", ratings=(5, 5))]
     trajectories = {

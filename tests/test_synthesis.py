@@ -9,7 +9,7 @@ from tasks.agent.oracle import oracle_trajectory
 from tasks.corpus.world import WorldConfig, generate_world
 from tasks.stage import execute_stage
 from tasks.synthesis.difficulty import EXACT_DOCUMENTS, min_source_dispersion, treewidth
-from tasks.synthesis.evidence import fact_sentence, load_tasks
+from tasks.synthesis.evidence import fact_sentence, gold_turns, load_tasks, out_of_reach
 from tasks.synthesis.graph import Fact, KnowledgeGraph, Subgraph
 from tasks.synthesis.stage import SynthesisConfig, synthesize, synthesize_report
 from tasks.synthesis.verify import check_uniqueness
@@ -239,3 +239,16 @@ def test_distractors_are_near_miss_twins_with_their_own_facts():
         assert original != twin and len(original) == len(twin)
         assert sum(a != b for a, b in zip(original, twin, strict=True)) == 1
     assert len(set(names.values())) == len(names)  # every name still unique
+
+
+def test_gold_turns_are_the_turns_the_oracle_takes(mixed_tasks_ref, index_ref, tool):
+    tasks = load_tasks(mixed_tasks_ref)
+    lengths = {gold_turns(t) for t in tasks}
+    assert len(lengths) > 1  # the default mix has paths of different lengths
+    for task in tasks:
+        trajectory, solved = oracle_trajectory(task, tool, ToolConfig())
+        assert solved
+        assert len(trajectory.steps) == gold_turns(task), task.bucket
+    longest = max(lengths)
+    assert out_of_reach(tasks, longest) == []
+    assert {t.id for t in out_of_reach(tasks, longest - 1)} == {t.id for t in tasks if gold_turns(t) == longest}

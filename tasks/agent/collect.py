@@ -17,7 +17,7 @@ from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.evidence import load_tasks
+from tasks.synthesis.evidence import load_tasks, out_of_reach
 
 
 class SamplingConfig(BaseModel):
@@ -53,6 +53,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
     tasks = load_tasks(inputs["tasks"], config.split)
     start = config.shard_index * config.shard_size
     shard = tasks[start : start + config.shard_size]
+    out_of_reach(shard, config.agent.max_turns)
     model = inputs["model"]
     if config.teacher:
         generator, policy_name = generator_from_spec(config.teacher), config.teacher

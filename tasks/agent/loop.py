@@ -76,7 +76,14 @@ class RefineConfig(BaseModel):
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_turns: int = Field(4, ge=1, le=100, description="Turns before an unanswered trajectory is cut off.")
+    max_turns: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Turns before an unanswered trajectory is cut off. The default mix's longest gold "
+        "path (three searches, a calculation, the answer) takes 5; tasks that need more are counted as "
+        "out of reach in evaluations.",
+    )
     max_new_tokens: int = Field(64, ge=8, le=8192, description="Tokens generated per turn at most.")
     max_prompt_tokens: int = Field(
         3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory."

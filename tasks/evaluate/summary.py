@@ -23,7 +23,7 @@ from tasks.evaluate.recall import mean_supporting_recall, supporting_recall
 from tasks.llm.engines import load_engine, precision
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.stage import Inputs, Stage
-from tasks.synthesis.evidence import load_tasks
+from tasks.synthesis.evidence import load_tasks, out_of_reach
 
 
 class EvalConfig(BaseModel):
@@ -172,8 +172,9 @@ def evaluate_policy(
 
 
 def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: ArtifactStore) -> None:
-    policy, policy_name = config.load_policy(inputs)
     tasks = load_tasks(inputs["tasks"], "eval")
+    far = out_of_reach(tasks, config.agent.max_turns)
+    policy, policy_name = config.load_policy(inputs)
     trajectories, rows, summary, failures = evaluate_policy(
         policy,
         tool_for(inputs["index"], config.agent.tools),
@@ -181,6 +182,7 @@ def produce_evaluation(work: Path, config: EvalConfig, inputs: Inputs, store: Ar
         config,
         policy_name,
     )
+    summary = summary.model_copy(update={"out_of_reach": len(far)})
     buckets = bucket_scores(rows, {t.id: t for t in tasks})
     write_table(work, rows)
     write_table(work, [summary], name="summary")

@@ -15,13 +15,18 @@ the flawed step is dropped: it followed an action the refined step replaces.
 Every filter's toll is counted (``filter_counts``: how many policy trajectories each one removed, in
 the order they apply), and tasks the policy solves rarely can be oversampled: their kept
 trajectories carry ``copies`` > 1, which training repeats (hard-task focus).
+
+A policy solves easy buckets far more often than hard ones, so its kept trajectories lean towards
+them (two-hop chains were two thirds of a round's selection on a pool where they are a quarter),
+and training on them teaches it to answer after two searches. ``balance_buckets`` raises the copies
+of under-represented buckets until each bucket weighs in training what it weighs in the pool.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +39,7 @@ from tasks.agent.oracle import ORACLE
 from tasks.agent.protocol import assistant_message, parse_turn
 from tasks.rewards.combine import RewardName
 from tasks.stage import Inputs, Stage
+from tasks.synthesis.evidence import load_tasks
 
 
 class SelectConfig(BaseModel):
@@ -77,6 +83,14 @@ class SelectConfig(BaseModel):
         ge=1,
         le=16,
         description="Copies of a hard task's kept trajectories in training (1: no oversampling).",
+    )
+    balance_buckets: bool = Field(
+        False,
+        description="Give the kept trajectories of difficulty buckets the policy solves less than their "
+        "share of the pool more copies (up to max_bucket_copies), so training sees the pool's bucket mix.",
+    )
+    max_bucket_copies: int = Field(
+        4, ge=1, le=16, description="balance_buckets: copies of one trajectory at most."
     )
 
 
@@ -154,8 +168,12 @@ def select_with_counts(
     config: SelectConfig,
     rewards: list[Rewards] | None = None,
     trajectories: dict[str, Trajectory] | None = None,
+    buckets: dict[str, str] | None = None,
 ) -> tuple[list[Selection], dict[str, int]]:
-    """The kept trajectories, and how many policy trajectories each filter removed."""
+    """The kept trajectories, and how many policy trajectories each filter removed.
+
+    ``buckets`` (task id -> difficulty bucket) is needed for ``balance_buckets``.
+    """
     by_id = {r.trajectory_id: r for r in rewards or []}
     trajectories = trajectories or {}
     by_task: dict[str, list[Annotation]] = defaultdict(list)
@@ -196,7 +214,38 @@ def select_with_counts(
                     reason="cold_start",
                 )
             )
+    if config.balance_buckets:
+        if buckets is None:
+            raise ValueError("balance_buckets needs the tasks' buckets")
+        chosen = balanced(chosen, sorted(rates), buckets, config.max_bucket_copies)
     return chosen, removed
+
+
+def balanced(
+    chosen: list[Selection], pool: list[str], buckets: dict[str, str], max_copies: int
+) -> list[Selection]:
+    """``chosen`` with copies raised for buckets whose weight in training is below their pool share.
+
+    A bucket's weight is the sum of its kept copies over all kept copies; its pool share is its share
+    of the tasks the policy was sampled on. Copies are only ever raised (a bucket over its share keeps
+    what it has), so no kept trajectory is dropped.
+    """
+    pool_share = Counter(buckets[task] for task in pool)
+    weight = Counter()
+    for s in chosen:
+        weight[buckets[s.task_id]] += s.copies
+    total = sum(weight.values())
+    if not total:
+        return chosen
+    factor = {
+        bucket: (pool_share[bucket] / len(pool)) / (kept / total) for bucket, kept in weight.items() if kept
+    }
+    return [
+        s.model_copy(
+            update={"copies": max(s.copies, min(round(s.copies * factor[buckets[s.task_id]]), max_copies))}
+        )
+        for s in chosen
+    ]
 
 
 def refined_example(trajectory: Trajectory, judgement: Judgement, below: int) -> Trajectory | None:
@@ -264,7 +313,8 @@ def produce_selection(work: Path, config: SelectConfig, inputs: Inputs, store: A
     annotations = read_rows(inputs["annotations"], Annotation)
     trajectories = {t.id: t for source in inputs["trajectories"] for t in read_rows(source, Trajectory)}
     rewards = read_rows(inputs["annotations"], Rewards, "rewards")
-    selections, removed = select_with_counts(annotations, config, rewards, trajectories)
+    buckets = {t.id: t.bucket for t in load_tasks(inputs["tasks"], "train")} if "tasks" in inputs else None
+    selections, removed = select_with_counts(annotations, config, rewards, trajectories, buckets)
     picked = {s.trajectory_id for s in selections}
     # The SFT set travels with the selection, so training reads one artifact.
     chosen = [t for t in trajectories.values() if t.id in picked]

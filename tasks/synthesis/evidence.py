@@ -13,6 +13,8 @@ the question only describes is searched by everything the question says about it
 
 from __future__ import annotations
 
+import logging
+
 from storage.schemas import Hop, Task
 from storage.store import read_rows
 from tasks.corpus.world import ATTRIBUTES, RELATIONS
@@ -29,6 +31,29 @@ def fact_sentence(hop: Hop) -> str:
 
 def hop_query(hop: Hop) -> str:
     return hop.query or f"{hop.subject_name} {relation_words(hop.relation)}"
+
+
+def gold_turns(task: Task) -> int:
+    """Turns the gold path takes: one search per distinct consecutive hop query (as the oracle walks
+    it), a ``calculate`` for tool tasks, and the answer. A task without hops (a user's question) takes
+    at least its answer."""
+    searches = sum(i == 0 or hop_query(hop) != hop_query(task.hops[i - 1]) for i, hop in enumerate(task.hops))
+    return searches + bool(task.calculation) + 1
+
+
+def out_of_reach(tasks: list[Task], max_turns: int) -> list[Task]:
+    """The tasks whose gold path takes more turns than ``max_turns``, with a warning when there are any:
+    a score capped by the turn budget should not pass for the policy's limit."""
+    far = [t for t in tasks if gold_turns(t) > max_turns]
+    if far:
+        logging.getLogger(__name__).warning(
+            "%d of %d tasks need more than max_turns=%d turns (up to %d); raise agent.max_turns to reach them",
+            len(far),
+            len(tasks),
+            max_turns,
+            max(gold_turns(t) for t in far),
+        )
+    return far
 
 
 def plan_hops(graph: KnowledgeGraph, sub: Subgraph) -> list[Hop]:
