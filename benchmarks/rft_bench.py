@@ -216,7 +216,12 @@ def old_recipe_round(run, config, start, task_set):
 
     trajectories = collect(run, config, start.checkpoint, task_set, 1)  # round 1's, cached
     old_select = config.select.model_copy(
-        update={"min_step_rating": 2, "oracle_fallback": True, "hard_task_copies": 1}
+        update={
+            "min_step_rating": 2,
+            "oracle_fallback": True,
+            "hard_task_copies": 1,
+            "balance_buckets": False,
+        }
     )
     oracle = oracle_demonstrations(run, config, task_set)
     _, selection = annotate_and_select(run, config, task_set, trajectories, oracle, "old recipe", old_select)

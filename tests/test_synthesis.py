@@ -251,4 +251,6 @@ def test_gold_turns_are_the_turns_the_oracle_takes(mixed_tasks_ref, index_ref, t
         assert len(trajectory.steps) == gold_turns(task), task.bucket
     longest = max(lengths)
     assert out_of_reach(tasks, longest) == []
-    assert {t.id for t in out_of_reach(tasks, longest - 1)} == {t.id for t in tasks if gold_turns(t) == longest}
+    assert {t.id for t in out_of_reach(tasks, longest - 1)} == {
+        t.id for t in tasks if gold_turns(t) == longest
+    }
