@@ -15,7 +15,9 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
 Every policy is scored on ``--eval-tasks`` held-out tasks (no fact, root, answer or named entity
 shared with training; at least half hard) greedily, with a 95% bootstrap interval and per bucket.
 The last line is JSON; with ``--out`` (default ``benchmarks/results/rft_bench.json``) the same JSON
-is written there. Everything is cached under ``--home``: a rerun recomputes nothing.
+is written there. Everything is cached under ``--home``: a rerun recomputes nothing, and its
+``minutes`` then time the cache (``stages_reused`` says how many stages were, and the time target
+is not judged).
 
     .venv/bin/python benchmarks/rft_bench.py [--home .trailforge-rft] [--eval-tasks 200]
 """
@@ -139,6 +141,8 @@ def main() -> None:
         control_policy, control_eval = control_arm(run, config, start, task_set)
         entries["control"] = round_entry("control", control_eval, None, control_policy)
         minutes = (time.perf_counter() - started) / 60
+        # a rerun on a store that already holds stages times the cache, not the recipe
+        reused = sum(event.reused for event in run.events)
         if args.old_recipe_arm:
             entries["old_recipe_round_1"] = old_recipe_round(run, config, start, task_set)
 
@@ -193,13 +197,14 @@ def main() -> None:
         "max_turns": config.evaluate.agent.max_turns,
         "out_of_reach": entries["cold_start"].summary.out_of_reach,
         "minutes": round(minutes, 1),
+        "stages_reused": reused,
     }
     passes = result["pass1_by_round"]
     result["targets"] = {
         "cold_start_ge_base_plus_20": passes["cold_start"] >= passes["base"] + 0.20,
         "round_2_ge_cold_start_plus_5": passes["round_2"] >= passes["cold_start"] + 0.05,
         "round_2_ge_control_plus_3": passes["round_2"] >= result["pass1_control"] + 0.03,
-        "within_40_minutes": minutes <= 40,
+        "within_40_minutes": minutes <= 40 if not reused else None,
     }
     line = json.dumps(result)
     if args.out:
