@@ -17,8 +17,8 @@ the order they apply), and tasks the policy solves rarely can be oversampled: th
 trajectories carry ``copies`` > 1, which training repeats (hard-task focus).
 
 A policy solves easy buckets far more often than hard ones, so its kept trajectories lean towards
-them (two-hop chains were two thirds of a round's selection on a pool where they are a quarter),
-and training on them teaches it to answer after two searches. ``balance_buckets`` raises the copies
+them (two-hop chains were two thirds of a round's selection on a pool where they are a quarter,
+and three-hop chains fell after training on it). ``balance_buckets`` raises the copies
 of under-represented buckets until each bucket weighs in training what it weighs in the pool.
 """
 
