@@ -55,6 +55,8 @@ class _ModelPart(BaseModel):
     max_reasks: int = Field(1, ge=0, le=10, description="Re-asks after a malformed model reply.")
 
     def model_spec(self) -> str | None:
+        """The model spec this part asks, or None for its deterministic mode; every part overrides it
+        (trees, pairs and audits name their model in fields of their own)."""
         raise NotImplementedError
 
     def for_id(self):
