@@ -6,8 +6,9 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
 2. **cold start**: SFT on the oracle's gold-path demonstrations of ``--cold-start-tasks`` training
    tasks (spread over buckets), trained to a low loss;
 3. **round 1, round 2**: the policy samples ``--samples`` rollouts on every task of the training
-   pool, the reference judge rates every step, selection keeps correct well-rated trajectories
-   (hard tasks oversampled, each bucket weighted as in the pool), and the policy trains on
+   pool that has no demonstration (``--all-tasks``: on every one), the reference judge rates every
+   step, selection keeps correct well-rated trajectories (hard tasks oversampled, each bucket
+   weighted as in the pool), and the policy trains on
    everything kept so far plus the cold-start demonstrations, at the rounds' low flat learning rate;
 4. **control**: the cold-start policy trained for the same runs and steps on the cold-start
    demonstrations only — what the rounds add beyond training longer.
@@ -76,7 +77,12 @@ def bench_config(args):
                 "tasks": args.cold_start_tasks,
                 "train": {"max_steps": args.cold_start_steps, "batch_size": 2, "learning_rate": 2e-4},
             },
-            "collect": {"samples_per_task": args.samples, "temperature": args.temperature, "shard_size": 64},
+            "collect": {
+                "samples_per_task": args.samples,
+                "temperature": args.temperature,
+                "shard_size": 64,
+                "skip_demonstrated": not args.all_tasks,
+            },
             "select": {
                 "max_per_task": 2,
                 "hard_task_copies": args.hard_copies,
@@ -101,7 +107,12 @@ def main() -> None:
     parser.add_argument("--train-tasks", type=int, default=128, help="the rounds' task pool")
     parser.add_argument("--cold-start-tasks", type=int, default=64, help="pool tasks with a demonstration")
     parser.add_argument("--cold-start-steps", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=2, help="rollouts per pool task and round")
+    parser.add_argument("--samples", type=int, default=4, help="rollouts per sampled pool task and round")
+    parser.add_argument(
+        "--all-tasks",
+        action="store_true",
+        help="rounds sample every pool task, demonstrated or not (default: only the undemonstrated ones)",
+    )
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--hard-copies", type=int, default=2)
     parser.add_argument(
@@ -191,6 +202,7 @@ def main() -> None:
         "broadly_hard_share": round(sum(broadly_hard(t.bucket) for t in held_out) / len(held_out), 4),
         "train_pool": args.train_tasks,
         "samples_per_task": args.samples,
+        "skip_demonstrated": not args.all_tasks,
         "round_steps": args.round_steps,
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,

@@ -148,6 +148,20 @@ class PipelineConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _rounds_have_tasks_to_sample(self) -> PipelineConfig:
+        demonstrated = self.cold_start.tasks or self.synthesis.train_tasks
+        if (
+            self.collect.skip_demonstrated
+            and self.cold_start.source != "none"
+            and demonstrated >= self.synthesis.train_tasks
+        ):
+            raise ValueError(
+                f"collect.skip_demonstrated leaves the rounds no task: cold_start.tasks ({demonstrated}) "
+                f"covers all {self.synthesis.train_tasks} training tasks; set it below synthesis.train_tasks"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _world_holds_the_mix(self) -> PipelineConfig:
         """A target mix the world cannot hold fails here, before any artifact is written."""
         if self.corpus is None:  # a user corpus replaces the world

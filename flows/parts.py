@@ -15,6 +15,7 @@ from flows.pipeline import publish_report, rounds_report
 from flows.recipe import (
     annotate_and_select,
     build_task_set,
+    carried_selections,
     collect,
     find_artifact,
     oracle_demonstrations,
@@ -68,8 +69,9 @@ def collection(
     _given(config, model_id, POLICY_KINDS)
     with stage_runner("trailforge-collection", config, config.home, config.orchestration) as run:
         task_set = build_task_set(run, config)
-        _, policy, _ = round_one_policy(run, config, model_id, task_set)
-        trajectories = collect(run, config, policy, task_set, round_index)
+        _, policy, start = round_one_policy(run, config, model_id, task_set)
+        carried = carried_selections(run, policy, start)
+        trajectories = collect(run, config, policy, task_set, round_index, carried)
         return _summary(run, model=policy, trajectories=trajectories)
 
 
@@ -81,9 +83,10 @@ def annotation(config: PipelineConfig | None = None, trajectories_id: str | None
     with stage_runner("trailforge-annotation", config, config.home, config.orchestration) as run:
         given = trajectories_id and find_artifact(run.store, trajectories_id, ("trajectories",))
         task_set = build_task_set(run, config)
-        trajectories = given or collect(
-            run, config, round_one_policy(run, config, None, task_set)[1], task_set, 1
-        )
+        if not given:
+            _, policy, start = round_one_policy(run, config, None, task_set)
+            given = collect(run, config, policy, task_set, 1, carried_selections(run, policy, start))
+        trajectories = given
         oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
         annotations, selection = annotate_and_select(run, config, task_set, trajectories, oracle, 1)
         return _summary(run, trajectories=trajectories, annotations=annotations, selection=selection)

@@ -16,11 +16,11 @@ from flows.config import PipelineConfig
 from flows.recipe import (
     TaskSet,
     build_task_set,
+    carried_selections,
     evaluate,
     find_artifact,
     round_one_policy,
     run_rounds,
-    training_sets_of,
 )
 from flows.report import RoundEntry, RoundReport, build_report, round_entry
 from flows.round_plot import data_url, plot_rounds, report_plot_path
@@ -71,10 +71,9 @@ def rounds_report(run: StageRunner, config: PipelineConfig, model_id: str | None
     task_set = build_task_set(run, config)
     base, policy, start = round_one_policy(run, config, model_id, task_set)
     entries = [round_entry("base", evaluate(run, config, base, task_set, "evaluate base"))]
-    carried = training_sets_of(run, policy)  # a checkpoint given by id: what it was trained on
+    carried = carried_selections(run, policy, start)
     if start is not None:
         entries.append(round_entry("cold start", start.evaluation, start.demonstrations, start.checkpoint))
-        carried = [start.demonstrations]
     for i, result in enumerate(run_rounds(run, config, policy, task_set, carried), 1):
         entries.append(round_entry(f"round {i}", result.evaluation, result.selection, result.checkpoint))
     evaluate_user_questions(run, config, task_set, entries, base)

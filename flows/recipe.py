@@ -7,6 +7,7 @@ the pipeline would, and each reuses what the other already built.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from flows.config import PipelineConfig
@@ -120,21 +121,34 @@ def evaluate(run: StageRunner, config: PipelineConfig, policy: ArtifactRef, task
 
 
 def collect(
-    run: StageRunner, config: PipelineConfig, policy: ArtifactRef, task_set: TaskSet, round_index: int
+    run: StageRunner,
+    config: PipelineConfig,
+    policy: ArtifactRef,
+    task_set: TaskSet,
+    round_index: int,
+    demonstrations: list[ArtifactRef] | None = None,
 ) -> ArtifactRef:
-    """Rollouts of every training task, in cached shards submitted together, merged into one table."""
+    """Rollouts of the training tasks, in cached shards submitted together, merged into one table.
+
+    With ``collect.skip_demonstrated``, tasks a ``demonstrations`` selection covers are left out.
+    """
     sampling = config.collect.model_dump(exclude={"shard_size"})
     sampling["seed"] = config.collect.seed + round_index - 1
     inputs = {"model": policy, "tasks": task_set.tasks, "index": task_set.index}
+    pool = config.synthesis.train_tasks
+    if config.collect.skip_demonstrated and demonstrations:
+        inputs["demonstrations"] = list(demonstrations)
+        pool -= demonstrations[0].rows  # the cold start's; a few more may hold oracle fallbacks
+    count = max(1, math.ceil(pool / config.collect.shard_size))
     shards = run.map(
         "collect-shard",
         [
             (
                 ShardConfig(**sampling, shard_index=k, shard_size=config.collect.shard_size),
                 inputs,
-                f"collect r{round_index} shard {k + 1}/{config.n_shards}",
+                f"collect r{round_index} shard {k + 1}/{count}",
             )
-            for k in range(config.n_shards)
+            for k in range(count)
         ],
     )
     return run("merge-trajectories", MergeConfig(), {"shards": shards}, f"merge r{round_index}")
@@ -237,6 +251,12 @@ def training_sets_of(run: StageRunner, policy: ArtifactRef) -> list[ArtifactRef]
     return [run.store.ref("selection", e["parent"], reused=True) for e in roles]
 
 
+def carried_selections(run: StageRunner, policy: ArtifactRef, start: ColdStart | None) -> list[ArtifactRef]:
+    """What round 1 trains on besides its own selection: the cold start's demonstrations, or, for a
+    checkpoint given by id, the selections its lineage says it was trained on."""
+    return [start.demonstrations] if start is not None else training_sets_of(run, policy)
+
+
 def round_one_policy(
     run: StageRunner, config: PipelineConfig, model_id: str | None, task_set: TaskSet
 ) -> tuple[ArtifactRef, ArtifactRef, ColdStart | None]:
@@ -267,7 +287,7 @@ def run_rounds(
     training = list(carried or [])
     results = []
     for round_index in range(1, config.rounds + 1):
-        trajectories = collect(run, config, policy, task_set, round_index)
+        trajectories = collect(run, config, policy, task_set, round_index, carried)
         annotations, selection = annotate_and_select(run, config, task_set, trajectories, oracle, round_index)
         training.append(selection)
         policy = run(

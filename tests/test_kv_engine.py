@@ -6,6 +6,8 @@ fp32 is compared logit by logit with one, and token by token with ``model.genera
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -175,6 +177,23 @@ def test_precision_follows_the_cpu_unless_overridden(monkeypatch):
     monkeypatch.setenv(hardware.PRECISION_ENV, "fp8")
     with pytest.raises(ValueError, match="TRAILFORGE_PRECISION"):
         hardware.precision_name("cpu")
+
+
+@pytest.mark.parametrize(
+    ("free_gib", "expected_gib"),
+    [(24.0, 6.0), (64.0, 8.0), (2.0, 1.0), (None, 2.0)],
+    ids=["quarter-of-free", "capped", "floored", "unknown"],
+)
+def test_kv_budget_is_a_bounded_share_of_free_memory(monkeypatch, free_gib, expected_gib):
+    free = None if free_gib is None else int(free_gib * 2**30)
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda device: free)
+    assert hardware.kv_cache_budget("cpu") == int(expected_gib * 2**30)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sysconf reports free pages on Linux")
+def test_free_host_memory_is_read_on_linux():
+    free = hardware.available_memory_bytes("cpu")
+    assert free is not None and 2**20 < free < 2**50
 
 
 def test_bf16_training_loss_matches_fp32(tiny_model, tmp_path, monkeypatch):

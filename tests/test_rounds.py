@@ -189,3 +189,57 @@ def test_the_report_plots_every_round(tmp_path):
     table = report.table()
     assert "round 1" in table and "40%" in table
     assert json.loads(report.model_dump_json())["rounds"][2]["label"] == "round 1"
+
+
+def test_rounds_can_sample_only_the_tasks_without_a_demonstration(
+    shared_store, tasks_ref, index_ref, tiny_model
+):
+    """Demonstrated tasks are skipped; a task kept in an earlier round is sampled again, and the
+    pipeline refuses a cold start that leaves nothing to sample."""
+    from storage import ArtifactStore
+    from storage.store import read_rows
+    from tasks.agent.collect import ShardConfig, undemonstrated
+    from tasks.agent.oracle import OracleConfig
+    from tasks.stage import execute_stage
+    from tasks.synthesis.evidence import load_tasks
+
+    oracle = execute_stage(
+        "collect-oracle", shared_store, OracleConfig(), {"tasks": tasks_ref, "index": index_ref}
+    )
+    demos = execute_stage(
+        "demonstrations",
+        shared_store,
+        DemonstrationsConfig(tasks=3),
+        {"demonstrations": oracle, "tasks": tasks_ref},
+    )
+    demonstrated = {s.task_id for s in read_rows(demos, Selection)}
+    train = load_tasks(tasks_ref, "train")
+    assert len(demonstrated) == 3 and demonstrated < {t.id for t in train}
+
+    store = ArtifactStore(shared_store.root / "skip-demonstrated")
+    agent = {"max_turns": 1, "max_new_tokens": 8}
+    config = ShardConfig(
+        shard_index=0, shard_size=100, samples_per_task=1, agent=agent, skip_demonstrated=True
+    )
+    inputs = {"model": tiny_model, "tasks": tasks_ref, "index": index_ref, "demonstrations": [demos]}
+    shard = execute_stage("collect-shard", store, config, inputs)
+    sampled = [t.task_id for t in read_rows(shard, Trajectory)]
+    assert sorted(sampled) == sorted({t.id for t in train} - demonstrated)
+
+    kept_before = next(t for t in train if t.id not in demonstrated)
+    earlier = store.root / "earlier-round"
+    earlier.mkdir()
+    write_table(
+        earlier,
+        [
+            Selection(
+                trajectory_id="x", task_id=kept_before.id, source="policy", reason="correct_and_well_rated"
+            )
+        ],
+    )
+    earlier_ref = demos.model_copy(update={"id": "earlier-round", "uri": str(earlier)})
+    assert kept_before in undemonstrated(train, [demos, earlier_ref])
+
+    with pytest.raises(ValueError, match="skip_demonstrated leaves the rounds no task"):
+        PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}})
+    PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 32}})

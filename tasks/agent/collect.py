@@ -11,10 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from storage import ArtifactStore
-from storage.store import read_table, write_table
+from storage import ArtifactRef, ArtifactStore
+from storage.schemas import Selection, Task
+from storage.store import read_rows, read_table, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
+from tasks.agent.oracle import COLD_START_REASON
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks, out_of_reach
@@ -27,6 +29,12 @@ class SamplingConfig(BaseModel):
     temperature: float = Field(0.8, ge=0, le=5)
     seed: int = 0
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    skip_demonstrated: bool = Field(
+        False,
+        description="Rounds sample only the training tasks without a cold-start demonstration (set "
+        "cold_start.tasks below synthesis.train_tasks). The policy already copies the gold path of a "
+        "demonstrated task, so samples there add little; the rest is what it has not been shown.",
+    )
     teacher: str | None = Field(
         None,
         description="Collect with this model instead of the current policy (distillation: the policy "
@@ -49,8 +57,25 @@ class ShardConfig(SamplingConfig):
     shard_size: int = Field(ge=1)
 
 
+def undemonstrated(tasks: list[Task], demonstrations: list[ArtifactRef]) -> list[Task]:
+    """The tasks no cold-start demonstration covers, in their order.
+
+    Selections carried into a round also hold earlier rounds' kept trajectories; only the rows
+    marked ``cold_start`` say a task has a gold path already.
+    """
+    shown = {
+        row.task_id
+        for ref in demonstrations
+        for row in read_rows(ref, Selection)
+        if row.reason == COLD_START_REASON
+    }
+    return [t for t in tasks if t.id not in shown]
+
+
 def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: ArtifactStore) -> None:
     tasks = load_tasks(inputs["tasks"], config.split)
+    if config.skip_demonstrated:
+        tasks = undemonstrated(tasks, inputs.get("demonstrations") or [])
     start = config.shard_index * config.shard_size
     shard = tasks[start : start + config.shard_size]
     out_of_reach(shard, config.agent.max_turns)

@@ -29,9 +29,11 @@ from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import fact_sentence, hop_query, load_tasks
 from tasks.synthesis.questions import answer_from_calculation
 
-__all__ = ["ORACLE", "OracleConfig", "fact_sentence", "hop_query", "oracle_trajectory"]
+__all__ = ["COLD_START_REASON", "ORACLE", "OracleConfig", "fact_sentence", "hop_query", "oracle_trajectory"]
 
 ORACLE = "oracle"
+# The selection reason of a gold-path trajectory given to training (a demonstration or a fallback).
+COLD_START_REASON = "cold_start"
 
 
 class OracleConfig(BaseModel):

@@ -73,3 +73,27 @@ def preferred_dtype(device: str) -> torch.dtype:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Memory free for new tensors on ``device`` now (host RAM for the CPU), or None where unknown."""
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX host that reports it
+        return None
+
+
+def kv_cache_budget(device: str, *, share: float = 0.25, floor: int = 1 << 30, ceiling: int = 8 << 30) -> int:
+    """Bytes of keys and values a generator keeps between turns: a share of what is free, bounded.
+
+    An evaluation of 200 agent conversations holds about 3 GB of SmolLM2-135M's keys and values
+    (bf16); a fixed 2 GiB budget evicted a third of them each turn, least recently used first, which
+    is exactly the next batch's, and those conversations were encoded again from the start.
+    """
+    free = available_memory_bytes(device)
+    if free is None:
+        return 2 << 30
+    return int(min(max(free * share, floor), ceiling))

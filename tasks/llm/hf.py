@@ -26,12 +26,9 @@ import numpy as np
 import torch
 
 from tasks.llm.chat import render_prompt
-from tasks.llm.hardware import DTYPES, default_device, precision_name
+from tasks.llm.hardware import DTYPES, default_device, kv_cache_budget, precision_name
 from tasks.llm.kv_cache import KVEngine
 
-# Keys and values kept between calls. SmolLM2-135M holds 23 KB per token in bf16 (46 KB in fp32):
-# 2 GiB keep ~90k tokens, 64 rollouts of 1,400 tokens.
-DEFAULT_KV_CACHE_BYTES = 2 * 1024**3
 ENCODED_PROMPTS = 1024  # token ids of recent prompts kept for count_tokens followed by generate
 
 
@@ -64,10 +61,12 @@ class HFGenerator:
         *,
         precision: str | None = None,
         reuse_kv: bool = True,
-        kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES,
+        kv_cache_bytes: int | None = None,
     ) -> None:
         """``precision`` (fp32, bf16, fp16) defaults to what runs natively here; ``reuse_kv=False``
-        re-encodes every prompt with ``model.generate``."""
+        re-encodes every prompt with ``model.generate``. ``kv_cache_bytes`` (keys and values kept
+        between turns; SmolLM2-135M holds 23 KB per token in bf16) defaults to a quarter of the
+        device's free memory, between 1 and 8 GiB (:func:`~tasks.llm.hardware.kv_cache_budget`)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or default_device()
@@ -86,7 +85,7 @@ class HFGenerator:
                 self.tokenizer,
                 end_of_turn=self.end_of_turn,
                 pad_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
-                max_cache_bytes=kv_cache_bytes,
+                max_cache_bytes=kv_cache_bytes or kv_cache_budget(self.device),
             )
             if reuse_kv and KVEngine.supports(self.model)
             else None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import ArtifactStore
 from storage.schemas import Selection, Task, Trajectory
 from storage.store import read_rows, write_table
-from tasks.agent.oracle import ORACLE
+from tasks.agent.oracle import COLD_START_REASON, ORACLE
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks
 from tasks.synthesis.stage import allocate
@@ -73,7 +73,10 @@ def produce_demonstrations(
     source = "oracle" if all(t.policy == ORACLE for t in kept) else "teacher"
     write_table(
         work,
-        [Selection(trajectory_id=t.id, task_id=t.task_id, source=source, reason="cold_start") for t in kept],
+        [
+            Selection(trajectory_id=t.id, task_id=t.task_id, source=source, reason=COLD_START_REASON)
+            for t in kept
+        ],
     )
     write_table(work, kept, name="trajectories")
 

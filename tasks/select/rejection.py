@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import ArtifactStore
 from storage.schemas import Annotation, Judgement, Rewards, Selection, Step, Trajectory
 from storage.store import read_rows, write_table
-from tasks.agent.oracle import ORACLE
+from tasks.agent.oracle import COLD_START_REASON, ORACLE
 from tasks.agent.protocol import assistant_message, parse_turn
 from tasks.rewards.combine import RewardName
 from tasks.stage import Inputs, Stage
@@ -211,7 +211,7 @@ def select_with_counts(
                     trajectory_id=oracle[task_id].trajectory_id,
                     task_id=task_id,
                     source="oracle",
-                    reason="cold_start",
+                    reason=COLD_START_REASON,
                 )
             )
     if config.balance_buckets:
