@@ -16,8 +16,12 @@ $(BIN)/trailforge: pyproject.toml Makefile
 
 setup: $(BIN)/trailforge
 
+# The demo's round samples only the 32 training tasks the cold start has no demonstration for.
+DEMO_FLAGS := --synthesis.train-tasks 96 --cold-start.tasks 64 --collect.skip-demonstrated true \
+	--train.max-steps 16
+
 demo: setup
-	$(BIN)/trailforge run
+	$(BIN)/trailforge run $(DEMO_FLAGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -ra

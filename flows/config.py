@@ -132,6 +132,15 @@ class PipelineConfig(BaseModel):
             )
         return self
 
+    @field_validator("train", mode="before")
+    @classmethod
+    def _round_training_fills_the_gaps(cls, value):
+        """``--train.max-steps 40`` changes the steps of the rounds' recipe, not the recipe: fields
+        left out come from :func:`round_training`, not from ``TrainConfig``'s cold-start defaults."""
+        if isinstance(value, dict):
+            return {**round_training().model_dump(), **value}
+        return value
+
     @field_validator("corpus", "eval_questions", mode="before")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -243,3 +243,14 @@ def test_rounds_can_sample_only_the_tasks_without_a_demonstration(
     with pytest.raises(ValueError, match="skip_demonstrated leaves the rounds no task"):
         PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}})
     PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 32}})
+
+
+def test_a_train_flag_changes_one_field_of_the_rounds_recipe_not_the_recipe():
+    from flows.cli import build_parser, config_from_args
+
+    parser, dests = build_parser()
+    config = config_from_args(parser.parse_args(["run", "--train.max-steps", "16"]), dests)
+    rounds = PipelineConfig().train
+    assert config.train.max_steps == 16
+    assert config.train.model_dump(exclude={"max_steps"}) == rounds.model_dump(exclude={"max_steps"})
+    assert (config.train.learning_rate, config.train.lr_scheduler) != (2e-4, "cosine")
