@@ -6,7 +6,6 @@ into a ``--section.field`` flag. Unknown fields and invalid values fail before a
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -176,7 +175,3 @@ class PipelineConfig(BaseModel):
         if self.corpus is None:  # a user corpus replaces the world
             check_capacity(self.world, self.synthesis)
         return self
-
-    @property
-    def n_shards(self) -> int:
-        return math.ceil(self.synthesis.train_tasks / self.collect.shard_size)
