@@ -90,8 +90,9 @@ def kv_cache_budget(device: str, *, share: float = 0.25, floor: int = 1 << 30, c
     """Bytes of keys and values a generator keeps between turns: a share of what is free, bounded.
 
     An evaluation of 200 agent conversations holds about 3 GB of SmolLM2-135M's keys and values
-    (bf16); a fixed 2 GiB budget evicted a third of them each turn, least recently used first, which
-    is exactly the next batch's, and those conversations were encoded again from the start.
+    (bf16). Under a fixed 2 GiB budget, least-recently-used eviction dropped the conversations the
+    next batch needed, which were then encoded again from the start: measured on 200 held-out tasks,
+    212k of 369k prompt tokens reused and 416 s, against 268k and 340 s with room for all of them.
     """
     free = available_memory_bytes(device)
     if free is None:
