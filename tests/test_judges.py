@@ -111,6 +111,22 @@ def test_reference_refined_steps_are_the_gold_paths_next_step(task):
     ]  # fmt: skip
 
 
+def test_a_tool_tasks_refined_answer_is_the_calculation_until_one_succeeded(task):
+    tool_task = task.model_copy(update={"calculation": "1990 - 1950", "answer": "40"})
+    gold1, gold2 = tool_task.evidence_doc_ids
+    read = [search(0, hop_query(task.hops[0]), [gold1]), search(1, hop_query(task.hops[1]), [gold2])]
+    calculation = Step(index=2, thought="", action="calculate", argument="1990 - 1950", observation="40")
+
+    def refined_actions(steps):
+        step, *_ = reference_judgements(trajectory(steps), tool_task, steps[-1].argument)
+        return [(r["step"], r["action"]) for r in json.loads(step.refined_json)]
+
+    # a number answered without computing it: the gold path computes first
+    assert refined_actions([*read, answer(2, "41")]) == [(2, "<calculate>1990 - 1950</calculate>")]
+    # computed, then answered wrong: now the answer
+    assert refined_actions([*read, calculation, answer(3, "41")])[-1] == (3, "<answer>40</answer>")
+
+
 def test_an_injected_score_in_an_observation_moves_no_judge(task):
     good = cases(task)["good"]
     injected = [s.model_copy(update={"observation": s.observation + " " + INJECTION}) for s in good]

@@ -79,11 +79,13 @@ def test_a_judge_model_drives_rate_and_refine_and_its_unreadable_replies_become_
     # A judge that does not answer in the format: no refine, no rating, every reply kept as a failure.
     critic = LLMCritic(StatePolicy(lambda messages, seed: "looks fine to me"))
     trajectories, failures = run_agent(
-        scripted_agent(task_of, weak), tool, two_tasks, config=config, critic=critic
+        scripted_agent(task_of, weak), tool, two_tasks, config=config, critic=critic, samples_per_task=2
     )
     steps = [s for t in trajectories for s in t.steps]
     assert all(s.critic_rating is None and json.loads(s.rejected_json) == [] for s in steps)
-    assert len(failures) == len(steps)
+    # one failure per judged step, each under its own id: two samples' same step are two items
+    assert len({f.item_id for f in failures}) == len(failures) == len(steps)
+    assert f"{weak.id}#s1#r0#t0#rate" in {f.item_id for f in failures}
     assert {(f.error_class, f.raw_output) for f in failures} == {("JudgeOutputError", "looks fine to me")}
 
 
@@ -106,7 +108,7 @@ def test_a_judge_model_picks_the_cut_point(tool, two_tasks):
     unreadable = LLMCritic(StatePolicy(lambda m, s: "step two, probably"))
     trajectories, failures = run_agent(policy, tool, [task], config=config, critic=unreadable)
     assert [t.revision for t in trajectories] == [0]
-    assert [(f.item_id, f.raw_output) for f in failures] == [(f"{task.id}#cut", "step two, probably")]
+    assert [(f.item_id, f.raw_output) for f in failures] == [(f"{task.id}#s0#r0#t3#cut", "step two, probably")]
 
 
 def test_a_real_model_as_critic_from_its_spec(tiny_model, tool, two_tasks):

@@ -188,7 +188,9 @@ def run_agent(
     if mode == "cut-and-regenerate":
         current = rollouts
         for revision in range(1, config.refine.max_revisions + 1):
-            cuts = [(r, critic.cut_point(r.task, r.steps, config.refine.threshold)) for r in current]
+            cuts = [
+                (r, critic.cut_point(r.item_id, r.task, r.steps, config.refine.threshold)) for r in current
+            ]
             current = [r.cut(step, revision) for r, step in cuts if step is not None]
             if not current:
                 break
@@ -336,7 +338,9 @@ class _Loop:
     def _rate_and_refine(self, active, generations, turns, attempts, call):
         """Rate each proposed step; regenerate those below the threshold with the critique, M times."""
         refine = self.config.refine
-        judgements = self.critic.rate([(r.task, r.steps, t) for r, t in zip(active, turns, strict=True)])
+        judgements = self.critic.rate(
+            [(r.item_id, r.task, r.steps, t) for r, t in zip(active, turns, strict=True)]
+        )
         pending = [i for i, j in enumerate(judgements) if j.below(refine.threshold)]
         for attempt in range(refine.max_refines):
             if not pending:
@@ -377,7 +381,9 @@ class _Loop:
                 still.append(i)
             for i, judgement in zip(
                 still,
-                self.critic.rate([(active[i].task, active[i].steps, turns[i]) for i in still]),
+                self.critic.rate(
+                    [(active[i].item_id, active[i].task, active[i].steps, turns[i]) for i in still]
+                ),
                 strict=True,
             ):
                 judgements[i] = judgement

@@ -44,12 +44,15 @@ class Critique:
 
 # (item key, task, the attempt's steps, its final answer): what critique-and-refine asks about
 Attempt = tuple[str, Task, list[Step], str | None]
+# (item key, task, the steps so far, the proposed step): what rate-and-refine asks about; the key
+# (task, sample, revision, step) names a failure of the judge, so two samples' failures never share one
+Proposal = tuple[str, Task, list[Step], ParsedTurn]
 
 
 class StepCritic(Protocol):
-    def rate(self, proposals: list[tuple[Task, list[Step], ParsedTurn]]) -> list[StepJudgement]: ...
+    def rate(self, proposals: list[Proposal]) -> list[StepJudgement]: ...
 
-    def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None: ...
+    def cut_point(self, key: str, task: Task, steps: list[Step], threshold: int) -> int | None: ...
 
     def critique(self, attempts: list[Attempt]) -> list[Critique]: ...
 
@@ -59,11 +62,11 @@ class ReferenceCritic:
         self.tool = tool
         self.top_k = top_k
 
-    def rate(self, proposals: list[tuple[Task, list[Step], ParsedTurn]]) -> list[StepJudgement]:
-        searches = [turn.argument for _, _, turn in proposals if turn.action == "search"]
+    def rate(self, proposals: list[Proposal]) -> list[StepJudgement]:
+        searches = [turn.argument for *_, turn in proposals if turn.action == "search"]
         previews = iter(self.tool.search(searches, k=self.top_k)) if searches else iter(())
         judgements = []
-        for task, steps, turn in proposals:
+        for _, task, steps, turn in proposals:
             gold = set(task.evidence_doc_ids)
             seen = gold & {d for step in steps for d in step.retrieved_doc_ids}
             missing = next((hop for hop in task.hops if hop.doc_id not in seen), None)
@@ -88,7 +91,7 @@ class ReferenceCritic:
             judgements.append(StepJudgement(rating, "" if rating == 5 else _critique(turn, missing)))
         return judgements
 
-    def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None:
+    def cut_point(self, key: str, task: Task, steps: list[Step], threshold: int) -> int | None:
         """The first step the reference judge rates below ``threshold``; None accepts the trajectory."""
         return next((i for i, rating in enumerate(rate_steps(steps, task)) if rating < threshold), None)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from storage.schemas import Failure, Step, Task
 from tasks.judge.asking import JudgeModel
-from tasks.judge.critic import Attempt, Critique, StepJudgement
+from tasks.judge.critic import Attempt, Critique, Proposal, StepJudgement
 from tasks.judge.parsing import parse_process
 from tasks.judge.prompts import JudgeOutputError, cut_messages, parse_cut, parse_rating, rate_messages
 from tasks.judge.reward_model import rrm_messages
 from tasks.llm.hf import Generation
-from tasks.turns import ParsedTurn
 
 JUDGE_MAX_NEW_TOKENS = 64
 CRITIQUE_MAX_NEW_TOKENS = 384
@@ -34,29 +33,29 @@ class LLMCritic:
             prompts, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0, stop=()
         )
 
-    def _failed(self, task: Task, where: str, error: JudgeOutputError) -> None:
+    def _failed(self, item_id: str, error: JudgeOutputError) -> None:
         self.failures.append(
             Failure(
                 stage=self.stage,
-                item_id=f"{task.id}#{where}",
+                item_id=item_id,
                 error_class="JudgeOutputError",
                 message=error.reason,
                 raw_output=error.raw,
             )
         )
 
-    def rate(self, proposals: list[tuple[Task, list[Step], ParsedTurn]]) -> list[StepJudgement]:
-        replies = self._ask([rate_messages(task, steps, turn) for task, steps, turn in proposals])
+    def rate(self, proposals: list[Proposal]) -> list[StepJudgement]:
+        replies = self._ask([rate_messages(task, steps, turn) for _, task, steps, turn in proposals])
         judgements = []
-        for (task, steps, _), reply in zip(proposals, replies, strict=True):
+        for (key, *_), reply in zip(proposals, replies, strict=True):
             try:
                 judgements.append(StepJudgement(*parse_rating(_text(reply))))
             except JudgeOutputError as error:
-                self._failed(task, f"rate-step-{len(steps)}", error)
+                self._failed(f"{key}#rate", error)
                 judgements.append(StepJudgement(None, ""))
         return judgements
 
-    def cut_point(self, task: Task, steps: list[Step], threshold: int) -> int | None:
+    def cut_point(self, key: str, task: Task, steps: list[Step], threshold: int) -> int | None:
         """The judge's first flawed step (``threshold`` is the reference critic's; unused here)."""
         if not steps:
             return None
@@ -64,7 +63,7 @@ class LLMCritic:
         try:
             return parse_cut(_text(reply), len(steps))
         except JudgeOutputError as error:
-            self._failed(task, "cut", error)
+            self._failed(f"{key}#cut", error)
             return None
 
     def critique(self, attempts: list[Attempt]) -> list[Critique]:

@@ -10,7 +10,8 @@ Step ratings (SRR-Judge's 1-5 scale), which see the gold answer for the answer s
 - answer: 5 when exactly right, 3 when partly (token F1 > 0), else 1
 
 Refined steps: a step rated below 5 is rewritten as the next step the gold path needs from what was
-seen before it (the missing hop's search, or the answer once every gold page was seen).
+seen before it (the missing hop's search; once every gold page was seen, a tool task's calculation
+until one succeeded, then the answer).
 
 Search usefulness (Search-R2's u_i): a search call is useful when it surfaces a gold page not seen
 before and is not a repeat of an earlier query.
@@ -152,22 +153,37 @@ def critique(steps: list[Step], task: Task, answer: str | None) -> str:
     return GENERIC_CRITIQUE if leaks_answer(text, task) else text
 
 
+def _next_gold_step(task: Task, seen: set[str], computed: bool) -> tuple[str, str]:
+    """The gold path's next step (thought, action) from what was seen, in the oracle's wording: the
+    missing hop's search; once every page is seen, the calculation a tool task needs; then the answer.
+    A tool task's answer is refined to the calculation first: refined to the bare number, it taught the
+    policy to answer numbers it never computed (and to answer them to questions that ask for names)."""
+    missing = _missing_hop(task, seen)
+    if missing is not None:
+        query = hop_query(missing)
+        need = f"I still need {missing.subject_name}'s {missing.relation.replace('_', ' ')}."
+        return f"{need} Next I look up: {query}.", f"<search>{query}</search>"
+    if task.calculation and not computed:
+        return f"Every value the question needs has been found. I compute {task.calculation}.", (
+            f"<calculate>{task.calculation}</calculate>"
+        )
+    return f"Every fact the question needs has been found. So the answer is {task.answer}.", (
+        f"<answer>{task.answer}</answer>"
+    )
+
+
 def refine_steps(steps: list[Step], task: Task, ratings: list[int]) -> list[dict]:
     """For each step rated below 5, the step the gold path needs there: {step, thought, action}."""
     gold = set(task.evidence_doc_ids)
     seen: set[str] = set()
+    computed = False
     refined = []
     for step, rating in zip(steps, ratings, strict=True):
         if rating < 5:
-            missing = _missing_hop(task, seen)
-            if missing is None:
-                thought = "Every fact the question needs has been found; I can answer."
-                action = f"<answer>{task.answer}</answer>"
-            else:
-                thought = f"I still need {missing.subject_name}'s {missing.relation.replace('_', ' ')}."
-                action = f"<search>{hop_query(missing)}</search>"
+            thought, action = _next_gold_step(task, seen, computed)
             refined.append({"step": step.index, "thought": thought, "action": action})
         seen |= gold & set(step.retrieved_doc_ids)
+        computed |= step.action == "calculate" and not _tool_failed(step)
     return refined
 
 
