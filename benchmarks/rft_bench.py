@@ -87,6 +87,7 @@ def bench_config(args):
                 "max_per_task": 2,
                 "hard_task_copies": args.hard_copies,
                 "balance_buckets": not args.no_balance,
+                "refined_targets": args.refined_targets,
             },
             "train": {
                 "max_steps": args.round_steps,
@@ -117,6 +118,12 @@ def main() -> None:
     parser.add_argument("--hard-copies", type=int, default=2)
     parser.add_argument(
         "--no-balance", action="store_true", help="keep the kept data's bucket mix as the policy solved it"
+    )
+    parser.add_argument(
+        "--refined-targets",
+        action="store_true",
+        help="rounds also train on failed trajectories cut at their first flawed step, the judge's "
+        "refined step as the target (SRR-Judge)",
     )
     parser.add_argument("--round-steps", type=int, default=24)
     parser.add_argument("--round-lr", type=float, default=1e-4)
@@ -206,6 +213,7 @@ def main() -> None:
         "round_steps": args.round_steps,
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,
+        "refined_targets": args.refined_targets,
         "max_turns": config.evaluate.agent.max_turns,
         "out_of_reach": entries["cold_start"].summary.out_of_reach,
         "minutes": round(minutes, 1),
