@@ -59,6 +59,7 @@ def bench_config(args):
     from tasks.corpus.world import WorldConfig
 
     tasks = args.train_tasks + args.eval_tasks
+    agent = {"max_new_tokens": args.max_new_tokens}
     world = WorldConfig.for_documents(int(tasks * args.docs_per_task), seed=args.seed).model_copy(
         update={"distractors": args.distractors}
     )
@@ -82,6 +83,7 @@ def bench_config(args):
                 "temperature": args.temperature,
                 "shard_size": 64,
                 "skip_demonstrated": not args.all_tasks,
+                "agent": agent,
             },
             "select": {
                 "max_per_task": 2,
@@ -89,6 +91,7 @@ def bench_config(args):
                 "balance_buckets": not args.no_balance,
                 "refined_targets": args.refined_targets,
             },
+            "evaluate": {"agent": agent},
             "train": {
                 "max_steps": args.round_steps,
                 "batch_size": 2,
@@ -124,6 +127,12 @@ def main() -> None:
         action="store_true",
         help="rounds also train on failed trajectories cut at their first flawed step, the judge's "
         "refined step as the target (SRR-Judge)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=64,
+        help="tokens the policy may write per turn, in collection and evaluation",
     )
     parser.add_argument("--round-steps", type=int, default=24)
     parser.add_argument("--round-lr", type=float, default=1e-4)
@@ -215,6 +224,7 @@ def main() -> None:
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,
         "max_turns": config.evaluate.agent.max_turns,
+        "max_new_tokens": config.evaluate.agent.max_new_tokens,
         "out_of_reach": entries["cold_start"].summary.out_of_reach,
         "minutes": round(minutes, 1),
         "stages_reused": reused,

@@ -108,7 +108,9 @@ def test_a_judge_model_picks_the_cut_point(tool, two_tasks):
     unreadable = LLMCritic(StatePolicy(lambda m, s: "step two, probably"))
     trajectories, failures = run_agent(policy, tool, [task], config=config, critic=unreadable)
     assert [t.revision for t in trajectories] == [0]
-    assert [(f.item_id, f.raw_output) for f in failures] == [(f"{task.id}#s0#r0#t3#cut", "step two, probably")]
+    assert [(f.item_id, f.raw_output) for f in failures] == [
+        (f"{task.id}#s0#r0#t3#cut", "step two, probably")
+    ]
 
 
 def test_a_real_model_as_critic_from_its_spec(tiny_model, tool, two_tasks):
