@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument(
         "--max-new-tokens",
         type=int,
-        default=64,
+        default=128,
         help="tokens the policy may write per turn, in collection and evaluation",
     )
     parser.add_argument("--round-steps", type=int, default=24)

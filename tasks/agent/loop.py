@@ -84,7 +84,14 @@ class AgentConfig(BaseModel):
         "path (three searches, a calculation, the answer) takes 5; tasks that need more are counted as "
         "out of reach in evaluations.",
     )
-    max_new_tokens: int = Field(64, ge=8, le=8192, description="Tokens generated per turn at most.")
+    max_new_tokens: int = Field(
+        128,
+        ge=8,
+        le=8192,
+        description="Tokens generated per turn at most. Gold-path turns take a median 37 and a 95th "
+        "percentile 59 of SmolLM2's tokens; a turn cut before its closing tag is an invalid action, and "
+        "generation stops at the tag, so a roomy cap costs time only where a policy rambles.",
+    )
     max_prompt_tokens: int = Field(
         3072, ge=256, le=1_000_000, description="Context budget; a longer prompt ends the trajectory."
     )

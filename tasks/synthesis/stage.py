@@ -2,14 +2,16 @@
 
 Dual-constrained synthesis (REDSearcher): the user gives the share of tasks wanted in each bucket
 of (hops, treewidth k, MSD). Every candidate the world holds is sampled and bucketed; each bucket
-is then filled, held-out tasks first, by running candidates through the verifier cascade until the
-bucket's count is met. An impossible mix fails before any work with what is possible: a bucket no
+is then filled by running candidates through the verifier cascade until the bucket's counts are
+met, both splits in step from the same candidate stream. An impossible mix fails before any work with what is possible: a bucket no
 question shape reaches fails when the config is built, a bucket the world holds too few candidates
 for fails before the world is written (:func:`check_capacity`).
 
 The held-out split shares no answer entity, subgraph root, named or starting entity, and no
 (subject, relation, object) fact with training, so a policy cannot pass evaluation by remembering a
-training bridge. The artifact holds the tasks, every rejected candidate with its verifier and
+training bridge. Filling the splits in step keeps that rule from skewing them: a split filled first
+would claim most of the few entities many questions end on (countries), and training would see
+far fewer questions of that kind than evaluation asks. The artifact holds the tasks, every rejected candidate with its verifier and
 reason (``rejected``), and the target-versus-achieved table per bucket (``report``).
 """
 
@@ -351,12 +353,19 @@ class Cascade:
 
 
 class HeldOut:
-    """What training must not share with the held-out tasks."""
+    """What the other split must not share with these tasks (roots, starting and named entities,
+    answer entities, gold facts); grows as the split is filled."""
 
-    def __init__(self, tasks: list[Task]) -> None:
-        self.entities = {e for t in tasks for e in (t.root, t.hops[0].subject, *t.named)}
-        self.answers = {t.answer_entity for t in tasks if t.answer_entity}
-        self.facts = {f for t in tasks for f in gold_facts(t)}
+    def __init__(self, tasks: list[Task] = ()) -> None:
+        self.entities: set[str] = set()
+        self.answers: set[str] = set()
+        self.facts: set[tuple[str, str, str]] = set()
+        self.add(tasks)
+
+    def add(self, tasks: list[Task]) -> None:
+        self.entities |= {e for t in tasks for e in (t.root, t.hops[0].subject, *t.named)}
+        self.answers |= {t.answer_entity for t in tasks if t.answer_entity}
+        self.facts |= {f for t in tasks for f in gold_facts(t)}
 
     def __call__(self, task: Task) -> bool:
         return bool(
@@ -364,6 +373,27 @@ class HeldOut:
             or task.answer_entity in self.answers
             or gold_facts(task) & self.facts
         )
+
+
+def fill_in_step(
+    cascade: Cascade, candidates: list[Candidate], wanted: dict[str, int], claimed: dict[str, HeldOut]
+) -> dict[str, list[Task]]:
+    """One bucket's tasks for both splits, drawn one at a time from the same candidate stream: the
+    split furthest behind its count takes the next candidate that shares nothing with the other
+    split. Both splits thus claim answer entities at the same rate and ask the same kinds of
+    questions; filling one split first would leave the other the entities it did not need, and
+    taking several at a time lets one split claim a run of the few countries."""
+    got: dict[str, list[Task]] = {split: [] for split in wanted}
+    open_splits = {split for split, n in wanted.items() if n > 0}
+    while open_splits and candidates:
+        split = min(sorted(open_splits), key=lambda s: len(got[s]) / wanted[s])
+        (other,) = set(wanted) - {split}
+        accepted = cascade.fill(candidates, 1, split, claimed[other])
+        got[split] += accepted
+        claimed[split].add(accepted)
+        if len(got[split]) == wanted[split] or not accepted:
+            open_splits.discard(split)
+    return got
 
 
 def gold_facts(task: Task) -> set[tuple[str, str, str]]:
@@ -395,14 +425,13 @@ def synthesize_report(
     texts = None if documents is None else {d.id: d.text for d in documents}
     cascade = Cascade(graph, config, search, solve, texts, no_tool)
     counts = config.counts()
-    eval_tasks = []
+    claimed = {"eval": HeldOut(), "train": HeldOut()}
+    filled: dict[str, list[Task]] = {"eval": [], "train": []}
     for bucket in sorted(config.mix):
-        eval_tasks += cascade.fill(pool[bucket], counts["eval"][bucket], "eval")
-    held_out = HeldOut(eval_tasks)
-    train_tasks = []
-    for bucket in sorted(config.mix):
-        train_tasks += cascade.fill(pool[bucket], counts["train"][bucket], "train", held_out)
-    tasks = train_tasks + eval_tasks
+        wanted = {split: counts[split][bucket] for split in filled}
+        for split, got in fill_in_step(cascade, pool[bucket], wanted, claimed).items():
+            filled[split] += got
+    tasks = filled["train"] + filled["eval"]
     per_split = Counter((t.bucket, t.split) for t in tasks)
     rejected_by_stage = dict(Counter(r.verifier for r in cascade.rejected))
     short = [
