@@ -90,6 +90,8 @@ def bench_config(args):
                 "hard_task_copies": args.hard_copies,
                 "balance_buckets": not args.no_balance,
                 "refined_targets": args.refined_targets,
+                "balance_training": args.balance_training,
+                "max_bucket_copies": args.max_copies,
             },
             "evaluate": {"agent": agent},
             "train": {
@@ -121,6 +123,15 @@ def main() -> None:
     parser.add_argument("--hard-copies", type=int, default=2)
     parser.add_argument(
         "--no-balance", action="store_true", help="keep the kept data's bucket mix as the policy solved it"
+    )
+    parser.add_argument(
+        "--balance-training",
+        action="store_true",
+        help="weigh each round's whole training set (demonstrations and everything kept) by kind of question "
+        "against the pool",
+    )
+    parser.add_argument(
+        "--max-copies", type=int, default=4, help="copies of one trajectory at most (balancing)"
     )
     parser.add_argument(
         "--refined-targets",
@@ -223,6 +234,8 @@ def main() -> None:
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,
+        "balance_training": args.balance_training,
+        "max_copies": args.max_copies,
         "max_turns": config.evaluate.agent.max_turns,
         "max_new_tokens": config.evaluate.agent.max_new_tokens,
         "out_of_reach": entries["cold_start"].summary.out_of_reach,
@@ -256,6 +269,7 @@ def old_recipe_round(run, config, start, task_set):
             "oracle_fallback": True,
             "hard_task_copies": 1,
             "balance_buckets": False,
+            "balance_training": False,
         }
     )
     oracle = oracle_demonstrations(run, config, task_set)

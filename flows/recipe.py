@@ -162,18 +162,19 @@ def annotate_and_select(
     oracle: ArtifactRef | None,
     round_index: int | str,
     select_config=None,
+    carried: list[ArtifactRef] | None = None,
 ) -> tuple[ArtifactRef, ArtifactRef]:
     """Judge every trajectory in cached shards, then keep the best (with ``oracle``, the oracle's where
-    a task has none and ``select.oracle_fallback`` is on)."""
+    a task has none and ``select.oracle_fallback`` is on). ``carried`` are the selections training
+    will also take, which ``select.balance_training`` weighs with this round's."""
     pool = [trajectories] if oracle is None else [trajectories, oracle]
     label = round_index if isinstance(round_index, str) else f"r{round_index}"
     annotations = annotate(run, config, task_set, pool, f"annotate {label}")
-    selection = run(
-        "select",
-        select_config or config.select,
-        {"annotations": annotations, "trajectories": pool, "tasks": task_set.tasks},
-        f"select {label}",
-    )
+    select_config = select_config or config.select
+    inputs = {"annotations": annotations, "trajectories": pool, "tasks": task_set.tasks}
+    if select_config.balance_training and carried:
+        inputs["carried"] = list(carried)
+    selection = run("select", select_config, inputs, f"select {label}")
     return annotations, selection
 
 
@@ -288,7 +289,9 @@ def run_rounds(
     results = []
     for round_index in range(1, config.rounds + 1):
         trajectories = collect(run, config, policy, task_set, round_index, carried)
-        annotations, selection = annotate_and_select(run, config, task_set, trajectories, oracle, round_index)
+        annotations, selection = annotate_and_select(
+            run, config, task_set, trajectories, oracle, round_index, carried=training
+        )
         training.append(selection)
         policy = run(
             "train", config.train, {"model": policy, "selection": list(training)}, f"train r{round_index}"

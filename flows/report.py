@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from flows.stages import StageEvent
 from storage import ArtifactRef
-from storage.schemas import EvalSummary
+from storage.schemas import EvalSummary, Selection
 from storage.store import read_rows
 from tasks.evaluate.buckets import BucketScore
 from tasks.evaluate.summary import load_buckets, load_summary
-from tasks.select.rejection import FilterCount
+from tasks.select.rejection import REBALANCED, FilterCount
 
 
 class RoundEntry(BaseModel):
@@ -55,11 +55,16 @@ def round_entry(
         evaluation_id=evaluation.id,
         buckets=load_buckets(evaluation),
         selection_id=selection.id if selection else None,
-        kept=selection.rows if selection else None,
+        kept=kept_rows(selection) if selection else None,
         filters=read_rows(selection, FilterCount, name="filters") if selection else [],
         checkpoint_id=checkpoint.id if checkpoint else None,
         training=json.loads(metrics.read_text()) if metrics and metrics.exists() else None,
     )
+
+
+def kept_rows(selection: ArtifactRef) -> int:
+    """What a selection kept, without the rows that only raise carried trajectories' copies."""
+    return sum(row.reason != REBALANCED for row in read_rows(selection, Selection))
 
 
 def _loss(entry: RoundEntry) -> str:

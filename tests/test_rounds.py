@@ -11,7 +11,14 @@ from storage.schemas import EvalRow, EvalSummary, Selection, Step, Task, Traject
 from storage.store import write_table
 from tasks.evaluate.buckets import bootstrap_interval, bucket_scores
 from tasks.select.demonstrations import DemonstrationsConfig, choose_tasks
-from tasks.select.rejection import SelectConfig, filter_rows, select_with_counts
+from tasks.select.rejection import (
+    FILTERS,
+    REBALANCED,
+    SelectConfig,
+    filter_rows,
+    rebalanced,
+    select_with_counts,
+)
 from tasks.train.sft import training_set
 from tests.test_judge_select import ann
 
@@ -82,6 +89,49 @@ def test_balancing_gives_under_represented_buckets_their_pool_weight():
     assert {s.copies for s in capped} == {1}
     with pytest.raises(ValueError, match="buckets"):
         select_with_counts(annotations, config)
+
+
+def test_rebalancing_weighs_the_whole_training_set_by_kind_of_question():
+    # a pool of 8 tasks in one bucket, half asking for a country and half for a birthplace; one
+    # demonstration of each kind is carried, and the policy solved three more country questions
+    kinds = {f"c{i}": "h2-k1-m2/located_in" for i in range(4)} | {
+        f"b{i}": "h2-k1-m2/born_in" for i in range(4)
+    }
+    demos = [
+        Selection(trajectory_id=f"demo-{t}", task_id=t, source="oracle", reason="cold") for t in ("c0", "b0")
+    ]
+    kept = [
+        Selection(trajectory_id=f"mine-{t}", task_id=t, source="policy", reason="ok")
+        for t in ("c1", "c2", "c3")
+    ]
+    out = rebalanced(kept, demos, kinds, max_copies=16)
+    # countries weigh 4 of 5 copies on a pool where they are half: the birthplace demonstration
+    # is raised to 4 copies (a row of this selection), the countries keep theirs
+    assert {(s.trajectory_id, s.copies, s.reason) for s in out} == {
+        ("mine-c1", 1, "ok"), ("mine-c2", 1, "ok"), ("mine-c3", 1, "ok"), ("demo-b0", 4, REBALANCED)
+    }  # fmt: skip
+    capped = rebalanced(kept, demos, kinds, max_copies=2)
+    assert [(s.trajectory_id, s.copies) for s in capped if s.reason == REBALANCED] == [("demo-b0", 2)]
+    # already balanced (one country, one birthplace): nothing is raised
+    mine_b1 = Selection(trajectory_id="mine-b1", task_id="b1", source="policy", reason="ok")
+    even = rebalanced([mine_b1], demos[:1], kinds, max_copies=16)
+    assert [(s.trajectory_id, s.copies) for s in even] == [("mine-b1", 1)]
+
+
+def test_rebalanced_rows_raise_carried_copies_in_training_and_are_not_counted_as_kept(tmp_path):
+    store = ArtifactStore(tmp_path)
+    cold = _selection(store, "cold", [("demo-1", 1), ("demo-2", 1)])
+    round_1 = store.root / "r1"
+    round_1.mkdir()
+    rows = [
+        Selection(trajectory_id="mine-1", task_id="t", source="policy", reason="ok"),
+        Selection(trajectory_id="demo-2", task_id="t", source="oracle", reason=REBALANCED, copies=3),
+    ]
+    write_table(round_1, rows)
+    write_table(round_1, [traj("mine-1", "t", ["answer"])], name="trajectories")
+    ids = [t.id for t in training_set([cold, round_1])]
+    assert sorted(ids) == ["demo-1", "demo-2", "demo-2", "demo-2", "mine-1"]
+    assert filter_rows(1, dict.fromkeys(FILTERS, 0), rows)[-1].remaining == 1
 
 
 def test_ties_go_to_fewer_tool_errors_then_shorter_paths():

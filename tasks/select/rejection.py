@@ -20,6 +20,17 @@ A policy solves easy buckets far more often than hard ones, so its kept trajecto
 them (two-hop chains were two thirds of a round's selection on a pool where they are a quarter,
 and three-hop chains fell after training on it). ``balance_buckets`` raises the copies
 of under-represented buckets until each bucket weighs in training what it weighs in the pool.
+
+Within a bucket the kinds of question differ as much, and a small policy learns which hop a question
+wants next largely from how often each kind occurs in training. A round trains on everything carried
+so far plus what it kept, and the policy keeps most of the kinds it already solves: where it solved
+chains ending in a country easily, they were 47% of round 1's training set on a pool where they are
+34%, and the trained policy then looked up a country at the end of tool and re-converging questions
+alike. ``balance_training`` weighs the whole training set: each kind of question (bucket and what it
+asks for, the relation of the gold path's last hop) gets the copies that bring it to its pool share,
+the cold-start demonstrations of the kinds the policy did not solve included. Those raised copies of
+carried trajectories are rows of the round's selection with reason ``rebalanced``; training takes a
+trajectory's largest copies over its selections.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactStore
-from storage.schemas import Annotation, Judgement, Rewards, Selection, Step, Trajectory
+from storage.schemas import Annotation, Judgement, Rewards, Selection, Step, Task, Trajectory
 from storage.store import read_rows, write_table
 from tasks.agent.oracle import COLD_START_REASON, ORACLE
 from tasks.agent.protocol import assistant_message, parse_turn
@@ -89,8 +100,14 @@ class SelectConfig(BaseModel):
         description="Give the kept trajectories of difficulty buckets the policy solves less than their "
         "share of the pool more copies (up to max_bucket_copies), so training sees the pool's bucket mix.",
     )
+    balance_training: bool = Field(
+        False,
+        description="Weigh the whole training set (the carried selections and this round's kept "
+        "trajectories) so each kind of question, its bucket and what it asks for, weighs what it weighs "
+        "in the training pool; copies are only raised, up to max_bucket_copies.",
+    )
     max_bucket_copies: int = Field(
-        4, ge=1, le=16, description="balance_buckets: copies of one trajectory at most."
+        4, ge=1, le=16, description="balance_buckets, balance_training: copies of one trajectory at most."
     )
 
 
@@ -248,6 +265,52 @@ def balanced(
     ]
 
 
+REBALANCED = "rebalanced"
+
+
+def question_kind(task: Task) -> str:
+    """A task's bucket and what its question asks for (the relation of its gold path's last hop)."""
+    return f"{task.bucket}/{task.hops[-1].relation}" if task.hops else task.bucket
+
+
+def rebalanced(
+    chosen: list[Selection], carried: list[Selection], kinds: dict[str, str], max_copies: int
+) -> list[Selection]:
+    """``chosen`` with copies raised, plus ``rebalanced`` rows raising carried trajectories' copies, so
+    every kind of question weighs in the whole training set what it weighs among ``kinds`` (task id ->
+    kind, the training pool).
+
+    Weights count each trajectory once with its largest copies, as training does. Copies are only
+    raised, relative to the kind furthest over its share (it keeps its copies), and capped at
+    ``max_copies``; a kind with nothing to train on stays absent.
+    """
+    copies: dict[str, int] = {}
+    row: dict[str, Selection] = {}
+    for s in [*carried, *chosen]:
+        if s.task_id in kinds and s.copies >= copies.get(s.trajectory_id, 0):
+            copies[s.trajectory_id], row[s.trajectory_id] = s.copies, s
+    weight = Counter()
+    for tid, n in copies.items():
+        weight[kinds[row[tid].task_id]] += n
+    if not weight:
+        return chosen
+    pool, total = Counter(kinds.values()), sum(weight.values())
+    factor = {kind: (pool[kind] / len(kinds)) / (w / total) for kind, w in weight.items()}
+    most_over = min(factor.values())
+
+    def raised(s: Selection) -> int:
+        if s.task_id not in kinds:
+            return s.copies
+        return max(s.copies, min(round(s.copies * factor[kinds[s.task_id]] / most_over), max_copies))
+
+    out = [s.model_copy(update={"copies": raised(s)}) for s in chosen]
+    mine = {s.trajectory_id for s in chosen}
+    for tid, s in sorted(row.items()):
+        if tid not in mine and raised(s) > s.copies:
+            out.append(s.model_copy(update={"copies": raised(s), "reason": REBALANCED}))
+    return out
+
+
 def refined_example(trajectory: Trajectory, judgement: Judgement, below: int) -> Trajectory | None:
     """The trajectory up to its first flawed step that the judge refined, that step replaced."""
     refined = {r["step"]: r for r in json.loads(judgement.refined_json)}
@@ -313,7 +376,8 @@ def produce_selection(work: Path, config: SelectConfig, inputs: Inputs, store: A
     annotations = read_rows(inputs["annotations"], Annotation)
     trajectories = {t.id: t for source in inputs["trajectories"] for t in read_rows(source, Trajectory)}
     rewards = read_rows(inputs["annotations"], Rewards, "rewards")
-    buckets = {t.id: t.bucket for t in load_tasks(inputs["tasks"], "train")} if "tasks" in inputs else None
+    tasks = load_tasks(inputs["tasks"], "train") if "tasks" in inputs else None
+    buckets = {t.id: t.bucket for t in tasks} if tasks is not None else None
     selections, removed = select_with_counts(annotations, config, rewards, trajectories, buckets)
     picked = {s.trajectory_id for s in selections}
     # The SFT set travels with the selection, so training reads one artifact.
@@ -323,6 +387,12 @@ def produce_selection(work: Path, config: SelectConfig, inputs: Inputs, store: A
         extra, examples = refined_examples(annotations, judgements, trajectories, selections, config)
         selections += extra
         chosen += examples
+    if config.balance_training:
+        if tasks is None:
+            raise ValueError("balance_training needs the tasks")
+        carried = [row for ref in inputs.get("carried", []) for row in read_rows(ref, Selection)]
+        kinds = {t.id: question_kind(t) for t in tasks}
+        selections = rebalanced(selections, carried, kinds, config.max_bucket_copies)
     write_table(work, selections)
     write_table(work, chosen, name="trajectories")
     policy = sum(a.policy != ORACLE for a in annotations)
@@ -344,7 +414,7 @@ def filter_rows(
     for name in FILTERS:
         remaining -= removed[name]
         rows.append(FilterCount(filter=name, removed=removed[name], remaining=remaining))
-    kept = sum(s.source == "policy" for s in selections)
+    kept = sum(s.source == "policy" and s.reason != REBALANCED for s in selections)
     if remaining != kept:
         raise AssertionError(f"selection bookkeeping: {remaining} left after the filters, {kept} kept")
     return rows
