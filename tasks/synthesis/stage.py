@@ -168,7 +168,6 @@ class Candidate:
     k_exact: bool
     msd_exact: bool
     task: Task | None = None  # written when the cascade first reaches it
-    checked: bool = False  # passed the checks before the oracle; verified once, however often drawn
 
 
 def difficulty_of(graph: KnowledgeGraph, sub: Subgraph) -> tuple[Bucket, bool, bool]:
@@ -310,10 +309,8 @@ class Cascade:
         self.rejected.append(rejection(candidate.task, verifier, reason))
 
     def _verify(self, batch: list[Candidate], wanted: int, rest: list[Candidate]) -> list[Task]:
-        passed = []
+        alive = []
         for c in batch:  # cheap, in memory
-            if c.checked:
-                continue
             reason = check_uniqueness(self.graph, c.sub)
             if reason:
                 self._reject(c, "uniqueness", reason)
@@ -322,24 +319,21 @@ class Cascade:
             if reason:
                 self._reject(c, "consistency", reason)
                 continue
-            passed.append(c)
-        if self.search is not None and passed:  # two batched searches
+            alive.append(c)
+        if self.search is not None and alive:  # two batched searches
             reasons, kept = check_retrievability(
                 self.graph,
-                [c.task for c in passed],
+                [c.task for c in alive],
                 self.search,
                 self.config.evidence_top_k,
                 self.config.answer_depth,
             )
-            for c in passed:
+            for c in alive:
                 if c.task.id in reasons:
                     self._reject(c, "retrievability", reasons[c.task.id])
                 else:
                     c.task = kept[c.task.id]
-            passed = [c for c in passed if c.task.id not in reasons]
-        for c in passed:
-            c.checked = True
-        alive = [c for c in batch if c.checked]
+            alive = [c for c in alive if c.task.id not in reasons]
         accepted: list[Task] = []
         for i, c in enumerate(alive):  # the oracle, one task at a time, only as many as needed
             if len(accepted) == wanted:
