@@ -146,7 +146,7 @@ def main() -> None:
         help="tokens the policy may write per turn, in collection and evaluation",
     )
     parser.add_argument("--round-steps", type=int, default=24)
-    parser.add_argument("--round-lr", type=float, default=1e-4)
+    parser.add_argument("--round-lr", type=float, default=2e-5)
     parser.add_argument("--docs-per-task", type=float, default=6.0)
     parser.add_argument("--distractors", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
