@@ -13,6 +13,7 @@ TINY = {
     "evaluate": {"agent": {"max_turns": 2, "max_new_tokens": 16}},
     "train": {"max_steps": 1, "batch_size": 2},
     "cold_start": {"train": {"max_steps": 1, "batch_size": 2}},
+    "select": {"balance_training": True},
 }
 
 
@@ -64,6 +65,12 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
         "demonstrations",
     } <= ancestor_stages
     assert {row["stage"] for row in catalog.descendants(checkpoint)} == {"evaluate"}
+    # balance_training weighs the round's selection with the carried demonstrations: they are its input
+    selection = first.rounds[2].selection_id
+    carried = [
+        e["parent"] for e in catalog.edges_of(selection) if e["child"] == selection and "carried" in e["role"]
+    ]
+    assert carried == [first.rounds[1].selection_id]
     counts = catalog.counts()
 
     second = pipeline(config)
