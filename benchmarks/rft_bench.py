@@ -161,6 +161,9 @@ def main() -> None:
     from flows.recipe import build_task_set, control_arm, evaluate, round_one_policy, run_rounds
     from flows.report import round_entry
     from flows.stages import local_stage_runner
+    from storage.schemas import EvalRow
+    from storage.store import read_rows
+    from tasks.evaluate.significance import paired_evaluations
     from tasks.synthesis.evidence import load_tasks
 
     started = time.perf_counter()
@@ -185,6 +188,19 @@ def main() -> None:
             entries["old_recipe_round_1"] = old_recipe_round(run, config, start, task_set)
 
     held_out = load_tasks(task_set.tasks, "eval")
+    store = run.store
+    rows = {k: read_rows(store.ref("evaluation", e.evaluation_id), EvalRow) for k, e in entries.items()}
+
+    def paired(a: str, b: str) -> dict:
+        p = paired_evaluations(rows[a], rows[b])
+        return {
+            "points": round(100 * p.difference, 1),
+            "ci95": [round(100 * p.ci_low, 1), round(100 * p.ci_high, 1)],
+            "wrong_to_right": p.wrong_to_right,
+            "right_to_wrong": p.right_to_wrong,
+            "mcnemar_p": round(p.mcnemar_p, 4),
+        }
+
     by_round = {k: entries[k] for k in ("base", "cold_start", "round_1", "round_2")}
 
     def buckets(entry) -> dict:
@@ -224,6 +240,12 @@ def main() -> None:
         },
         "f1_by_round": {k: round(e.summary.f1, 4) for k, e in entries.items()},
         "format_valid_by_round": {k: round(e.summary.format_valid, 4) for k, e in entries.items()},
+        # task by task on the same held-out tasks: the difference, its paired 95% interval, McNemar's p
+        "paired": {
+            "round_1_vs_cold_start": paired("cold_start", "round_1"),
+            "round_2_vs_cold_start": paired("cold_start", "round_2"),
+            "round_2_vs_control": paired("control", "round_2"),
+        },
         "eval_tasks": len(held_out),
         "hard_share": round(sum(b.hard for b in map(_bucket, held_out)) / len(held_out), 4),
         "broadly_hard_share": round(sum(broadly_hard(t.bucket) for t in held_out) / len(held_out), 4),

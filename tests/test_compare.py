@@ -124,6 +124,11 @@ def test_compare_lists_exactly_the_flipped_tasks_per_bucket(two_evaluations, cap
     assert (result["right_a"], result["right_b"]) == (2, 3)
     assert (result["wrong_to_right"], result["right_to_wrong"]) == (2, 1)
     assert result["tasks_a"] != result["tasks_b"]
+    # paired on the 5 shared tasks: 3/5 - 2/5; two flips against one are a fair coin's split (p = 1)
+    paired = result["paired"]
+    assert paired["tasks"] == 5 and paired["difference"] == pytest.approx(0.2)
+    assert paired["mcnemar_p"] == pytest.approx(1.0) and paired["ci_low"] < 0 < paired["ci_high"]
+    assert "B − A +20.0 points" in out
 
     counts = {
         (s["dimension"], s["value"]): (

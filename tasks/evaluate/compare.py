@@ -25,6 +25,7 @@ from storage import ArtifactRef, ArtifactStore, Catalog
 from storage.schemas import EvalRow, Row, Task, Trajectory
 from storage.store import read_rows
 from tasks.evaluate.buckets import first_samples, task_slices
+from tasks.evaluate.significance import PairedDifference, paired_evaluations
 from tasks.synthesis.evidence import load_tasks
 
 # Slices of task_slices shown per comparison: the bucket itself, hard vs easy, and tool use (the
@@ -75,6 +76,9 @@ class Comparison(Row):
     right_b: int
     wrong_to_right: int
     right_to_wrong: int
+    paired: PairedDifference = Field(
+        description="B's pass@1 minus A's on the shared tasks, its paired bootstrap interval and McNemar p."
+    )
     slices: list[SliceFlips]
     flips: list[Flip]
 
@@ -185,6 +189,7 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
         right_b=sum(first_b[t].exact_match == 1.0 for t in shared),
         wrong_to_right=sum(f.direction == "wrong_to_right" for f in flips),
         right_to_wrong=sum(f.direction == "right_to_wrong" for f in flips),
+        paired=paired_evaluations(a.rows, b.rows),
         slices=slices,
         flips=sorted(flips, key=lambda f: (f.direction != "wrong_to_right", f.bucket, f.task_id)),
     )
@@ -216,6 +221,7 @@ def format_comparison(
         f"pass@1 on them: A {_percent(c.right_a, c.compared)}, B {_percent(c.right_b, c.compared)}"
         f"  |  wrong→right {c.wrong_to_right}, right→wrong {c.right_to_wrong}, "
         f"unchanged {c.compared - c.wrong_to_right - c.right_to_wrong}",
+        c.paired.text(),
         "",
         f"{'slice':24s} {'tasks':>5s} {'A right':>8s} {'B right':>8s} "
         f"{'wrong→right':>12s} {'right→wrong':>12s}",
