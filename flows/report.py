@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 
 from flows.stages import StageEvent
 from storage import ArtifactRef
-from storage.schemas import EvalSummary, Selection
+from storage.schemas import EvalRow, EvalSummary, Selection
 from storage.store import read_rows
 from tasks.evaluate.buckets import BucketScore
+from tasks.evaluate.significance import PairedDifference, greedy_outcomes, paired_outcomes
 from tasks.evaluate.summary import load_buckets, load_summary
 from tasks.select.rejection import REBALANCED, FilterCount
 
@@ -33,6 +34,12 @@ class RoundEntry(BaseModel):
         None, description="The same policy on the user's own question set (eval_questions)."
     )
     user_questions_id: str | None = None
+    greedy_right: dict[str, bool] = Field(
+        default_factory=dict, exclude=True, description="Held-out task id -> its greedy sample was right."
+    )
+    versus_previous: PairedDifference | None = Field(
+        None, description="pass@1 minus the previous policy's, paired task by task on the held-out tasks."
+    )
 
     @property
     def policy(self) -> str:
@@ -59,6 +66,7 @@ def round_entry(
         filters=read_rows(selection, FilterCount, name="filters") if selection else [],
         checkpoint_id=checkpoint.id if checkpoint else None,
         training=json.loads(metrics.read_text()) if metrics and metrics.exists() else None,
+        greedy_right=greedy_outcomes(read_rows(evaluation, EvalRow)),
     )
 
 
@@ -96,6 +104,7 @@ class RoundReport(BaseModel):
                 f"{r.label:11s} {s.policy[:22]:22s} {s.pass_at_1:6.1%} {ci:13s} {s.pass_at_k:7.1%} {s.f1:5.2f}"
                 f" {s.tool_calls:10.2f} {s.invalid_action_rate:8.1%} {s.format_valid:9.1%}"
             )
+        lines += self.paired_lines()
         lines += self.user_question_lines()
         lines += ["", "pass@1 by bucket"]
         names = self.bucket_names() + ["easy", "hard"]
@@ -113,6 +122,33 @@ class RoundReport(BaseModel):
                 removed = ", ".join(f"{f.filter} -{f.removed}" for f in r.filters if f.removed)
                 lines.append(f"{r.label:11s} kept {r.kept or 0:4d}  loss {_loss(r)}  {removed}")
         return "\n".join(lines)
+
+    def paired_lines(self, markdown: bool = False) -> list[str]:
+        """Each policy against the one before it, task by task: whether a round's gain is noise."""
+        pairs = [(before.label, r) for before, r in zip(self.rounds, self.rounds[1:], strict=False)]
+        pairs = [(before, r.label, r.versus_previous) for before, r in pairs if r.versus_previous]
+        if not pairs:
+            return []
+        cells = [
+            (
+                f"{before} → {label}",
+                f"{100 * d.difference:+.1f}",
+                f"[{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]",
+                f"{d.mcnemar_p:.3g}",
+                f"{d.wrong_to_right} / {d.right_to_wrong}",
+            )
+            for before, label, d in pairs
+        ]
+        if markdown:
+            return [
+                "## Against the previous policy (paired on the held-out tasks)",
+                "| | points | 95% paired bootstrap | exact McNemar p | wrong→right / right→wrong |",
+                "|---|---|---|---|---|",
+                *(f"| {' | '.join(c)} |" for c in cells),
+                "",
+            ]
+        head = f"{'against the previous policy':30s} {'points':>6s}  {'95% paired CI':16s} {'McNemar p':>9s}  gained / lost"
+        return ["", head, *(f"{a:30s} {b:>6s}  {c:16s} {d:>9s}  {e}" for a, b, c, d, e in cells)]
 
     def user_question_lines(self, markdown: bool = False) -> list[str]:
         """Each policy's scores on the user's question set, a row per round; none without a set."""
@@ -177,6 +213,7 @@ class RoundReport(BaseModel):
                 "|---|---|---|---|---|---|---|---|",
                 *rows,
                 "",
+                *self.paired_lines(markdown=True),
                 *self.user_question_lines(markdown=True),
                 "## pass@1 by bucket",
                 "| | " + " | ".join(names) + " |",
@@ -198,6 +235,9 @@ class RoundReport(BaseModel):
 def build_report(
     entries: list[RoundEntry], events: list[StageEvent], seconds: float, plot: str | None = None
 ) -> RoundReport:
+    for previous, entry in zip(entries, entries[1:], strict=False):
+        if previous.greedy_right and entry.greedy_right:
+            entry.versus_previous = paired_outcomes(previous.greedy_right, entry.greedy_right)
     stages = [vars(e) for e in events]
     hits = sum(e.reused for e in events)
     return RoundReport(

@@ -231,14 +231,27 @@ def test_the_report_plots_every_round(tmp_path):
             f1=p,
             tool_calls=2,
         )
-        return RoundEntry(label=label, summary=summary, evaluation_id=label, buckets=[bucket])
+        right = {f"t{i}": i < round(10 * p) for i in range(10)}
+        return RoundEntry(
+            label=label, summary=summary, evaluation_id=label, buckets=[bucket], greedy_right=right
+        )
 
     report = build_report([entry("base", 0.0), entry("cold start", 0.3), entry("round 1", 0.4)], [], 1.0)
     path = plot_rounds(report, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = report.table()
     assert "round 1" in table and "40%" in table
-    assert json.loads(report.model_dump_json())["rounds"][2]["label"] == "round 1"
+    dumped = json.loads(report.model_dump_json())
+    assert dumped["rounds"][2]["label"] == "round 1" and "greedy_right" not in dumped["rounds"][2]
+
+    # each policy against the one before it, task by task: three tasks gained out of three flips is
+    # p = 2 / 2**3 for the exact McNemar test; one gained and none lost is p = 1
+    cold, first = (report.rounds[i].versus_previous for i in (1, 2))
+    assert report.rounds[0].versus_previous is None
+    assert (cold.wrong_to_right, cold.right_to_wrong, cold.mcnemar_p) == (3, 0, pytest.approx(0.25))
+    assert (first.wrong_to_right, first.right_to_wrong, first.mcnemar_p) == (1, 0, pytest.approx(1.0))
+    assert "base → cold start" in table and "+30.0" in table
+    assert "| cold start → round 1 | +10.0 |" in report.markdown()
 
 
 def test_rounds_can_sample_only_the_tasks_without_a_demonstration(

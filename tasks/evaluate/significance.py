@@ -75,10 +75,16 @@ def paired_difference(
     )
 
 
+def greedy_outcomes(rows: list[EvalRow]) -> dict[str, bool]:
+    """Each task's first (greedy) sample, the one pass@1 scores: right or not."""
+    return {task_id: row.exact_match == 1.0 for task_id, row in first_samples(rows).items()}
+
+
+def paired_outcomes(a: dict[str, bool], b: dict[str, bool]) -> PairedDifference:
+    """Two evaluations' outcomes by task id, paired on the tasks both scored."""
+    shared = sorted(a.keys() & b.keys())
+    return paired_difference([a[t] for t in shared], [b[t] for t in shared])
+
+
 def paired_evaluations(rows_a: list[EvalRow], rows_b: list[EvalRow]) -> PairedDifference:
-    """Two evaluations' first (greedy) samples, the ones pass@1 scores, on the tasks both scored."""
-    first_a, first_b = first_samples(rows_a), first_samples(rows_b)
-    shared = sorted(first_a.keys() & first_b.keys())
-    return paired_difference(
-        [first_a[t].exact_match == 1.0 for t in shared], [first_b[t].exact_match == 1.0 for t in shared]
-    )
+    return paired_outcomes(greedy_outcomes(rows_a), greedy_outcomes(rows_b))
