@@ -145,7 +145,12 @@ def main() -> None:
         default=128,
         help="tokens the policy may write per turn, in collection and evaluation",
     )
-    parser.add_argument("--round-steps", type=int, default=24)
+    parser.add_argument(
+        "--round-steps",
+        type=int,
+        default=64,
+        help="steps per round and per control run (64 at batch 2: most of round 1's training set once)",
+    )
     parser.add_argument("--round-lr", type=float, default=2e-5)
     parser.add_argument("--docs-per-task", type=float, default=6.0)
     parser.add_argument("--distractors", type=float, default=0.3)
