@@ -149,6 +149,11 @@ def test_compare_lists_exactly_the_flipped_tasks_per_bucket(two_evaluations, cap
         ("tool", "yes"): (1, 0, 1, 1, 0),
         ("tool", "no"): (4, 2, 2, 1, 1),
     }
+    # each slice paired on its own tasks: easy gained 2 of 3 with none lost (McNemar p = 2 / 2**2)
+    by_slice = {(s["dimension"], s["value"]): s["paired"] for s in result["slices"]}
+    easy, hard = by_slice["difficulty", "easy"], by_slice["difficulty", "hard"]
+    assert easy["difference"] == pytest.approx(2 / 3) and easy["mcnemar_p"] == pytest.approx(0.5)
+    assert hard["difference"] == pytest.approx(-0.5) and hard["mcnemar_p"] == pytest.approx(1.0)
     t4 = next(f for f in result["flips"] if f["task_id"] == "t4")
     assert t4["tool"] and (t4["answer_a"], t4["answer_b"]) == ("round0-guess", "gold-t4")
     assert (t4["trajectory_a"], t4["trajectory_b"]) == ("round0-t4-0", "round1-t4-0")

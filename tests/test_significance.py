@@ -41,5 +41,7 @@ def test_a_balanced_churn_is_no_difference():
 def test_identical_outcomes_and_mismatched_lengths():
     same = paired_difference([True, False, True], [True, False, True])
     assert (same.difference, same.ci_low, same.ci_high, same.mcnemar_p) == (0, 0, 0, 1.0)
+    one = paired_difference([False], [True])  # a slice of one task: nothing to resample
+    assert (one.difference, one.ci_low, one.ci_high, one.mcnemar_p) == (1, 1, 1, 1.0)
     with pytest.raises(ValueError, match="differ in length"):
         paired_difference([True], [True, False])

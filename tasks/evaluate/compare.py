@@ -25,7 +25,7 @@ from storage import ArtifactRef, ArtifactStore, Catalog
 from storage.schemas import EvalRow, Row, Task, Trajectory
 from storage.store import read_rows
 from tasks.evaluate.buckets import first_samples, task_slices
-from tasks.evaluate.significance import PairedDifference, paired_evaluations
+from tasks.evaluate.significance import PairedDifference, paired_difference, paired_evaluations
 from tasks.synthesis.evidence import load_tasks
 
 # Slices of task_slices shown per comparison: the bucket itself, hard vs easy, and tool use (the
@@ -60,6 +60,7 @@ class SliceFlips(Row):
     right_b: int
     wrong_to_right: int
     right_to_wrong: int
+    paired: PairedDifference = Field(description="B's pass@1 minus A's on this slice, paired task by task.")
 
 
 class Comparison(Row):
@@ -141,6 +142,7 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
     shared = sorted(first_a.keys() & first_b.keys())
     tasks = {**b.tasks, **a.tasks}
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    outcomes: dict[tuple[str, str], tuple[list[bool], list[bool]]] = defaultdict(lambda: ([], []))
     flips = []
     for task_id in shared:
         row_a, row_b = first_a[task_id], first_b[task_id]
@@ -154,6 +156,8 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
                 slot["right_b"] += right_b
                 slot["wrong_to_right"] += right_b and not right_a
                 slot["right_to_wrong"] += right_a and not right_b
+                outcomes[key][0].append(right_a)
+                outcomes[key][1].append(right_b)
         if right_a != right_b:
             flips.append(
                 Flip(
@@ -170,7 +174,9 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
                 )
             )
     slices = [
-        SliceFlips(dimension=dimension, value=value, **slot)
+        SliceFlips(
+            dimension=dimension, value=value, paired=paired_difference(*outcomes[dimension, value]), **slot
+        )
         for (dimension, value), slot in sorted(
             counts.items(), key=lambda kv: (DIMENSIONS.index(kv[0][0]), kv[0][1])
         )
@@ -224,12 +230,14 @@ def format_comparison(
         c.paired.text(),
         "",
         f"{'slice':24s} {'tasks':>5s} {'A right':>8s} {'B right':>8s} "
-        f"{'wrong→right':>12s} {'right→wrong':>12s}",
+        f"{'wrong→right':>12s} {'right→wrong':>12s}  {'B − A, paired 95% CI':>24s} {'McNemar p':>9s}",
     ]
     for s in c.slices:
+        d = s.paired
+        interval = f"{100 * d.difference:+.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]"
         lines.append(
             f"{s.dimension + ' ' + s.value:24s} {s.tasks:5d} {s.right_a:8d} {s.right_b:8d} "
-            f"{s.wrong_to_right:12d} {s.right_to_wrong:12d}"
+            f"{s.wrong_to_right:12d} {s.right_to_wrong:12d}  {interval:>24s} {d.mcnemar_p:9.3g}"
         )
     for direction, title in DIRECTION_TEXT.items():
         flipped = [f for f in c.flips if f.direction == direction]
