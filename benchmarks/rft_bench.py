@@ -95,7 +95,7 @@ def bench_config(args):
             },
             "evaluate": {"agent": agent},
             "train": {
-                "max_steps": args.round_steps,
+                "max_steps": args.round_steps[0],
                 "batch_size": 2,
                 "learning_rate": args.round_lr,
                 "warmup_ratio": 0.0,
@@ -147,9 +147,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--round-steps",
-        type=int,
-        default=64,
-        help="steps per round and per control run (64 at batch 2: most of round 1's training set once)",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[64],
+        help="steps per round and per control run (64 at batch 2: most of round 1's training set once); "
+        "one count per round, comma-separated (64,140), gives a later round, which trains on more, more",
     )
     parser.add_argument("--round-lr", type=float, default=2e-5)
     parser.add_argument("--docs-per-task", type=float, default=6.0)
@@ -162,6 +163,8 @@ def main() -> None:
         "at 2e-4 on this round's selection alone, steps rated 2 kept, oracle fallback) and score it",
     )
     args = parser.parse_args()
+    if len(args.round_steps) not in (1, 2):
+        parser.error(f"--round-steps: one count, or one for each of the 2 rounds, not {args.round_steps}")
 
     from flows.recipe import build_task_set, control_arm, evaluate, round_one_policy, run_rounds
     from flows.report import round_entry
@@ -180,11 +183,13 @@ def main() -> None:
         entries["cold_start"] = round_entry(
             "cold start", start.evaluation, start.demonstrations, start.checkpoint
         )
-        for i, result in enumerate(run_rounds(run, config, policy, task_set, [start.demonstrations]), 1):
+        steps = args.round_steps if len(args.round_steps) > 1 else None
+        rounds = run_rounds(run, config, policy, task_set, [start.demonstrations], steps)
+        for i, result in enumerate(rounds, 1):
             entries[f"round_{i}"] = round_entry(
                 f"round {i}", result.evaluation, result.selection, result.checkpoint
             )
-        control_policy, control_eval = control_arm(run, config, start, task_set)
+        control_policy, control_eval = control_arm(run, config, start, task_set, steps)
         entries["control"] = round_entry("control", control_eval, None, control_policy)
         minutes = (time.perf_counter() - started) / 60
         # a rerun on a store that already holds stages times the cache, not the recipe
@@ -257,7 +262,7 @@ def main() -> None:
         "train_pool": args.train_tasks,
         "samples_per_task": args.samples,
         "skip_demonstrated": not args.all_tasks,
-        "round_steps": args.round_steps,
+        "round_steps": args.round_steps if len(args.round_steps) > 1 else args.round_steps[0],
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,

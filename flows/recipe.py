@@ -21,6 +21,7 @@ from tasks.corpus.questions import ingest_questions
 from tasks.judge.annotate import AnnotateShardConfig, n_shards
 from tasks.select.demonstrations import DemonstrationsConfig
 from tasks.synthesis.corpus_stage import CorpusSynthesisConfig
+from tasks.train.sft import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -277,12 +278,14 @@ def run_rounds(
     policy: ArtifactRef,
     task_set: TaskSet,
     carried: list[ArtifactRef] | None = None,
+    steps: list[int] | None = None,
 ) -> list[RoundResult]:
     """``config.rounds`` rounds of collect -> annotate -> select -> train -> evaluate from ``policy``.
 
     Each round trains the previous round's policy on every selection so far — the ``carried`` ones
     (the cold-start demonstrations) and each round's kept trajectories — so no round forgets what an
-    earlier one taught, and a trajectory kept once keeps counting.
+    earlier one taught, and a trajectory kept once keeps counting. ``steps`` gives each round its own
+    ``max_steps`` (a later round trains on more), else every round takes ``config.train``'s.
     """
     oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
     training = list(carried or [])
@@ -294,15 +297,30 @@ def run_rounds(
         )
         training.append(selection)
         policy = run(
-            "train", config.train, {"model": policy, "selection": list(training)}, f"train r{round_index}"
+            "train",
+            round_train(config, steps, round_index),
+            {"model": policy, "selection": list(training)},
+            f"train r{round_index}",
         )
         evaluation = evaluate(run, config, policy, task_set, f"evaluate r{round_index}")
         results.append(RoundResult(trajectories, annotations, selection, policy, evaluation))
     return results
 
 
+def round_train(config: PipelineConfig, steps: list[int] | None, round_index: int) -> TrainConfig:
+    if steps is None:
+        return config.train
+    if len(steps) != config.rounds:
+        raise ValueError(f"{len(steps)} step counts for {config.rounds} rounds")
+    return config.train.model_copy(update={"max_steps": steps[round_index - 1]})
+
+
 def control_arm(
-    run: StageRunner, config: PipelineConfig, start: ColdStart, task_set: TaskSet
+    run: StageRunner,
+    config: PipelineConfig,
+    start: ColdStart,
+    task_set: TaskSet,
+    steps: list[int] | None = None,
 ) -> tuple[ArtifactRef, ArtifactRef]:
     """The cold-start policy trained for the rounds' steps on the cold-start data only.
 
@@ -312,7 +330,7 @@ def control_arm(
     for round_index in range(1, config.rounds + 1):
         policy = run(
             "train",
-            config.train,
+            round_train(config, steps, round_index),
             {"model": policy, "selection": [start.demonstrations]},
             f"train control {round_index}",
         )

@@ -317,3 +317,15 @@ def test_a_train_flag_changes_one_field_of_the_rounds_recipe_not_the_recipe():
     assert config.train.max_steps == 16
     assert config.train.model_dump(exclude={"max_steps"}) == rounds.model_dump(exclude={"max_steps"})
     assert (config.train.learning_rate, config.train.lr_scheduler) != (2e-4, "cosine")
+
+
+def test_each_round_can_take_its_own_steps():
+    from flows.recipe import round_train
+
+    config = PipelineConfig.model_validate({"rounds": 2})
+    assert round_train(config, None, 2) == config.train
+    second = round_train(config, [64, 140], 2)
+    assert second.max_steps == 140 and second.learning_rate == config.train.learning_rate
+    assert round_train(config, [64, 140], 1).max_steps == 64
+    with pytest.raises(ValueError, match="3 step counts for 2 rounds"):
+        round_train(config, [1, 2, 3], 1)
