@@ -208,7 +208,7 @@ def main() -> None:
             "ci95": [round(100 * p.ci_low, 1), round(100 * p.ci_high, 1)],
             "wrong_to_right": p.wrong_to_right,
             "right_to_wrong": p.right_to_wrong,
-            "mcnemar_p": round(p.mcnemar_p, 4),
+            "mcnemar_p": float(f"{p.mcnemar_p:.3g}"),
         }
 
     by_round = {k: entries[k] for k in ("base", "cold_start", "round_1", "round_2")}
