@@ -48,9 +48,9 @@ def paired_difference(
     gained = int(np.sum((b == 1) & (a == 0)))
     lost = int(np.sum((a == 1) & (b == 0)))
     difference = float(b.mean() - a.mean()) if len(a) else 0.0
+    p_value = float(stats.binomtest(gained, gained + lost, 0.5).pvalue) if gained + lost else 1.0
     if gained == lost == 0 or len(a) < 2:  # every resample of one task, or of no flip, is the same
         low = high = difference
-        p_value = 1.0 if gained == lost == 0 else float(stats.binomtest(gained, gained + lost, 0.5).pvalue)
     else:
         result = stats.bootstrap(
             (a, b),
@@ -63,7 +63,6 @@ def paired_difference(
             rng=np.random.default_rng(seed),
         )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        p_value = float(stats.binomtest(gained, gained + lost, 0.5).pvalue)
     return PairedDifference(
         tasks=len(a),
         difference=difference,
