@@ -15,12 +15,13 @@ from flows.corpus_source import corpus_artifact
 from flows.stages import StageRunner
 from storage import ArtifactRef, ArtifactStore
 from storage.ids import check_artifact_id
-from tasks.agent.collect import MergeConfig, ShardConfig
+from tasks.agent.collect import MergeConfig, ShardConfig, undemonstrated
 from tasks.agent.oracle import OracleConfig
 from tasks.corpus.questions import ingest_questions
 from tasks.judge.annotate import AnnotateShardConfig, n_shards
 from tasks.select.demonstrations import DemonstrationsConfig
 from tasks.synthesis.corpus_stage import CorpusSynthesisConfig
+from tasks.synthesis.evidence import load_tasks
 from tasks.train.sft import TrainConfig
 
 
@@ -139,7 +140,8 @@ def collect(
     pool = config.synthesis.train_tasks
     if config.collect.skip_demonstrated and demonstrations:
         inputs["demonstrations"] = list(demonstrations)
-        pool -= demonstrations[0].rows  # the cold start's; a few more may hold oracle fallbacks
+        # counted as the shards will count them: carried selections may hold more than demonstrations
+        pool = len(undemonstrated(load_tasks(task_set.tasks, "train"), demonstrations))
     count = max(1, math.ceil(pool / config.collect.shard_size))
     shards = run.map(
         "collect-shard",

@@ -303,6 +303,29 @@ def test_rounds_can_sample_only_the_tasks_without_a_demonstration(
     earlier_ref = demos.model_copy(update={"id": "earlier-round", "uri": str(earlier)})
     assert kept_before in undemonstrated(train, [demos, earlier_ref])
 
+    # the flow shards exactly the undemonstrated tasks, whichever carried selection comes first
+    from flows.recipe import TaskSet, collect
+
+    class Recorder:
+        def map(self, stage, calls):
+            self.calls = calls
+            return []
+
+        def __call__(self, stage, config, inputs, label):
+            return None
+
+    recorder = Recorder()
+    pipeline = PipelineConfig.model_validate(
+        {
+            "synthesis": {"train_tasks": len(train)},
+            "cold_start": {"tasks": 3},
+            "collect": {"skip_demonstrated": True, "shard_size": 1},
+        }
+    )
+    carried = [earlier_ref.model_copy(update={"rows": 1}), demos]  # a round's selection first: 1 row
+    collect(recorder, pipeline, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 1, carried)
+    assert len(recorder.calls) == len(train) - 3
+
     with pytest.raises(ValueError, match="skip_demonstrated leaves the rounds no task"):
         PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}})
     PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 32}})
