@@ -45,7 +45,8 @@ from tasks.llm.models import BaseModelConfig  # noqa: E402
 from tasks.search.index import IndexConfig  # noqa: E402
 from tasks.search.tools import SearchTool  # noqa: E402
 from tasks.stage import execute_stage  # noqa: E402
-from tasks.synthesis.two_hop import SynthesisConfig, load_tasks  # noqa: E402
+from tasks.synthesis.evidence import load_tasks  # noqa: E402
+from tasks.synthesis.stage import SynthesisConfig  # noqa: E402
 
 QUESTION = re.compile(r"Question: (.*?)<\|im_end\|>", re.S)
 

@@ -26,7 +26,7 @@ from tasks.agent.oracle import hop_query  # noqa: E402
 from tasks.corpus.world import WorldConfig, generate_world  # noqa: E402
 from tasks.search.index import IndexConfig, build_index  # noqa: E402
 from tasks.search.tools import SearchTool  # noqa: E402
-from tasks.synthesis.two_hop import SynthesisConfig, synthesize  # noqa: E402
+from tasks.synthesis.stage import SynthesisConfig, synthesize  # noqa: E402
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from tasks.agent.protocol import INVALID_ACTION_FEEDBACK, parse_turn
 from tasks.judge.annotate import annotate
 from tasks.llm.hf import cut_at_stop
 from tasks.search.tools import SearchTool
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 from tests.policies import StatePolicy
 
 

@@ -2,7 +2,7 @@ from storage.schemas import Annotation, Step
 from tasks.judge.reference import rate_steps
 from tasks.rewards.outcome import exact_match, normalize_answer, token_f1
 from tasks.select.rejection import SelectConfig, select
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 
 
 def test_normalisation_and_scores():

@@ -15,7 +15,7 @@ from tasks.llm.hf import HFGenerator
 from tasks.llm.openai_api import OpenAIConfig, OpenAIGenerator, check_openai_spec, parse_openai_spec
 from tasks.llm.openai_server import create_app
 from tasks.search.tools import SearchTool
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 from tests.test_retriever_server import running
 
 

@@ -111,7 +111,7 @@ def test_client_retries_429_and_5xx_and_gives_up_with_a_clear_error(tool):
 def test_agent_stages_can_search_through_a_retriever_server(server_url, tool, index_ref, tasks_ref):
     from tasks.agent.environment import ToolConfig, tool_for
     from tasks.agent.oracle import oracle_trajectory
-    from tasks.synthesis.two_hop import load_tasks
+    from tasks.synthesis.evidence import load_tasks
 
     remote = tool_for(index_ref, ToolConfig(retriever_url=server_url))
     assert isinstance(remote, RemoteSearchTool)

@@ -12,7 +12,7 @@ from storage import ArtifactStore, Catalog
 from tasks.llm.hf import HFGenerator
 from tasks.llm.openai_server import create_app
 from tasks.stage import execute_stage
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 from tests.test_retriever_server import running
 
 

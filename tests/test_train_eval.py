@@ -11,7 +11,7 @@ from tasks.agent.oracle import oracle_trajectory
 from tasks.evaluate.summary import EvalConfig, evaluate_policy
 from tasks.llm.hf import Generation
 from tasks.search.tools import SearchTool
-from tasks.synthesis.two_hop import load_tasks
+from tasks.synthesis.evidence import load_tasks
 from tasks.train.sft import TrainConfig, train_sft
 from tests.policies import StatePolicy
 

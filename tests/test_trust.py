@@ -34,8 +34,8 @@ from tasks.search.client import RemoteSearchTool
 from tasks.search.server import create_app
 from tasks.search.tools import SearchTool
 from tasks.stage import get_stage, stage_artifact_id
-from tasks.synthesis.evidence import hop_query
-from tasks.synthesis.two_hop import SynthesisConfig, gold_facts, load_tasks, synthesize
+from tasks.synthesis.evidence import hop_query, load_tasks
+from tasks.synthesis.stage import SynthesisConfig, gold_facts, synthesize
 from tasks.train.sft import PromptFormatMismatch, check_prompt_format
 from tests.test_retriever_server import running
 
