@@ -84,6 +84,8 @@ def bench_config(args):
                 "temperature": args.temperature,
                 "shard_size": 64,
                 "skip_demonstrated": not args.all_tasks,
+                "resample": args.resample,
+                "resample_below": args.resample_below,
                 "agent": agent,
             },
             "select": {
@@ -137,6 +139,14 @@ def main() -> None:
         action="store_true",
         help="rounds sample every pool task, demonstrated or not (default: only the undemonstrated ones)",
     )
+    parser.add_argument(
+        "--resample",
+        type=int,
+        default=0,
+        help="difficulty-aware resampling: this many more rollouts on each task the first --samples "
+        "answered right fewer than --resample-below times",
+    )
+    parser.add_argument("--resample-below", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--hard-copies", type=int, default=2)
     parser.add_argument(
@@ -256,6 +266,9 @@ def main() -> None:
             for k, e in entries.items()
             if e.filters
         },
+        "resampled_by_round": {
+            f"round_{i}": resampled(result, args.samples) for i, result in enumerate(rounds, 1)
+        },
         "training_loss_by_round": {
             k: [round(e.training["first_loss"], 4), round(e.training["last_loss"], 4)]
             for k, e in entries.items()
@@ -280,6 +293,8 @@ def main() -> None:
         "train_pool": args.train_tasks,
         "samples_per_task": args.samples,
         "skip_demonstrated": not args.all_tasks,
+        "resample": args.resample,
+        "resample_below": args.resample_below,
         "round_steps": args.round_steps if len(args.round_steps) > 1 else args.round_steps[0],
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,
@@ -304,6 +319,21 @@ def main() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(line + "\n")
     print(line)
+
+
+def resampled(result, samples: int) -> dict:
+    """What the resampling pass drew: tasks, rollouts, right answers, and tasks it found an answer for."""
+    from storage.schemas import Annotation, Trajectory
+    from storage.store import read_rows
+
+    extra = [t for t in read_rows(result.trajectories, Trajectory) if t.sample_index >= samples]
+    right = {a.trajectory_id for a in read_rows(result.annotations, Annotation) if a.exact_match >= 1}
+    return {
+        "tasks": len({t.task_id for t in extra}),
+        "rollouts": len(extra),
+        "right": sum(t.id in right for t in extra),
+        "tasks_solved": len({t.task_id for t in extra if t.id in right}),
+    }
 
 
 def old_recipe_round(run, config, start, task_set):

@@ -27,6 +27,24 @@ from tasks.train.sft import TrainConfig
 
 class CollectConfig(SamplingConfig):
     shard_size: int = Field(16, ge=1, le=100_000, description="Tasks per cached collection shard.")
+    resample: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="Difficulty-aware resampling (as DART-Math): this many more rollouts on each task the "
+        "first samples_per_task answered right fewer than resample_below times. Uniform sampling keeps "
+        "most from the tasks the policy already solves; the extra rollouts go where kept data is thin.",
+    )
+    resample_below: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="resample: a task is resampled when fewer of its first rollouts were right.",
+    )
+
+    def sampling(self) -> dict:
+        """The settings every collection shard shares (the resampling pass adds its own)."""
+        return self.model_dump(exclude={"shard_size", "resample", "resample_below"})
 
 
 class ColdStartConfig(BaseModel):

@@ -15,7 +15,7 @@ from flows.corpus_source import corpus_artifact
 from flows.stages import StageRunner
 from storage import ArtifactRef, ArtifactStore
 from storage.ids import check_artifact_id
-from tasks.agent.collect import MergeConfig, ShardConfig, undemonstrated
+from tasks.agent.collect import RESAMPLE_SEED_OFFSET, MergeConfig, ShardConfig, undemonstrated, unsolved
 from tasks.agent.oracle import OracleConfig
 from tasks.corpus.questions import ingest_questions
 from tasks.judge.annotate import AnnotateShardConfig, n_shards
@@ -132,9 +132,10 @@ def collect(
 ) -> ArtifactRef:
     """Rollouts of the training tasks, in cached shards submitted together, merged into one table.
 
-    With ``collect.skip_demonstrated``, tasks a ``demonstrations`` selection covers are left out.
+    With ``collect.skip_demonstrated``, tasks a ``demonstrations`` selection covers are left out; with
+    ``collect.resample``, the tasks the first rollouts rarely solved get a second pass of their own.
     """
-    sampling = config.collect.model_dump(exclude={"shard_size"})
+    sampling = config.collect.sampling()
     sampling["seed"] = config.collect.seed + round_index - 1
     inputs = {"model": policy, "tasks": task_set.tasks, "index": task_set.index}
     pool = config.synthesis.train_tasks
@@ -142,19 +143,56 @@ def collect(
         inputs["demonstrations"] = list(demonstrations)
         # counted as the shards will count them: carried selections may hold more than demonstrations
         pool = len(undemonstrated(load_tasks(task_set.tasks, "train"), demonstrations))
-    count = max(1, math.ceil(pool / config.collect.shard_size))
-    shards = run.map(
+    shards = collect_shards(run, sampling, inputs, pool, f"collect r{round_index}", config.collect.shard_size)
+    if config.collect.resample:
+        shards += resample_shards(run, config, task_set, sampling, inputs, shards, round_index)
+    return run("merge-trajectories", MergeConfig(), {"shards": shards}, f"merge r{round_index}")
+
+
+def collect_shards(
+    run: StageRunner, sampling: dict, inputs: dict, tasks: int, label: str, shard_size: int
+) -> list[ArtifactRef]:
+    count = max(1, math.ceil(tasks / shard_size))
+    return run.map(
         "collect-shard",
         [
             (
-                ShardConfig(**sampling, shard_index=k, shard_size=config.collect.shard_size),
+                ShardConfig(**sampling, shard_index=k, shard_size=shard_size),
                 inputs,
-                f"collect r{round_index} shard {k + 1}/{count}",
+                f"{label} shard {k + 1}/{count}",
             )
             for k in range(count)
         ],
     )
-    return run("merge-trajectories", MergeConfig(), {"shards": shards}, f"merge r{round_index}")
+
+
+def resample_shards(
+    run: StageRunner,
+    config: PipelineConfig,
+    task_set: TaskSet,
+    sampling: dict,
+    inputs: dict,
+    first: list[ArtifactRef],
+    round_index: int,
+) -> list[ArtifactRef]:
+    """More rollouts on the tasks the first pass answered right fewer than ``collect.resample_below``
+    times, numbered after the first pass's samples and drawn with their own seed; none when every
+    task was solved often enough."""
+    below = config.collect.resample_below
+    count = len(unsolved(load_tasks(task_set.tasks, "train"), first, below))
+    if not count:
+        return []
+    resampling = {
+        **sampling,
+        "samples_per_task": config.collect.resample,
+        "seed": sampling["seed"] + RESAMPLE_SEED_OFFSET,
+        "first_sample_index": sampling["samples_per_task"],
+        "resample_below": below,
+    }
+    label = f"resample r{round_index}"
+    return collect_shards(
+        run, resampling, {**inputs, "sampled": list(first)}, count, label, config.collect.shard_size
+    )
 
 
 def annotate_and_select(

@@ -9,7 +9,12 @@ from storage import ArtifactStore, Catalog
 TINY = {
     "policy": {"spec": "hf:tiny"},
     "synthesis": {"train_tasks": 6, "eval_tasks": 3},
-    "collect": {"samples_per_task": 2, "shard_size": 3, "agent": {"max_turns": 2, "max_new_tokens": 16}},
+    "collect": {
+        "samples_per_task": 2,
+        "shard_size": 3,
+        "resample": 1,  # the tiny model solves nothing, so every task gets one more rollout
+        "agent": {"max_turns": 2, "max_new_tokens": 16},
+    },
     "evaluate": {"agent": {"max_turns": 2, "max_new_tokens": 16}},
     "train": {"max_steps": 1, "batch_size": 2},
     "cold_start": {"train": {"max_steps": 1, "batch_size": 2}},
@@ -25,7 +30,8 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
     assert [r.label for r in first.rounds] == ["base", "cold start", "round 1"]
     assert [r.summary.tasks for r in first.rounds] == [3, 3, 3]
     assert first.rounds[1].kept == 6 and first.rounds[2].training["steps"] == 1
-    assert sum(f.removed for f in first.rounds[2].filters) == 12 - first.rounds[2].kept  # 6 tasks x 2 samples
+    # 6 tasks x (2 samples + 1 resampled)
+    assert sum(f.removed for f in first.rounds[2].filters) == 18 - first.rounds[2].kept
 
     catalog = Catalog(ArtifactStore(tmp_path).catalog_path)
     kinds = {row["kind"] for row in catalog.artifacts()}
@@ -71,6 +77,19 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
         e["parent"] for e in catalog.edges_of(selection) if e["child"] == selection and "carried" in e["role"]
     ]
     assert carried == [first.rounds[1].selection_id]
+    # the resampling shards name the first pass's shards as what they resampled from
+    shards = {row["id"] for row in catalog.artifacts(kind="trajectory-shard")}
+    sampled = {
+        (e["parent"], e["child"])
+        for shard in shards
+        for e in catalog.edges_of(shard)
+        if e["role"].startswith("sampled[")
+    }
+    first_pass, resampling = {p for p, _ in sampled}, {c for _, c in sampled}
+    assert len(first_pass) == len(resampling) == 2 and sampled == {
+        (p, c) for p in first_pass for c in resampling
+    }
+    assert first_pass | resampling == shards
     counts = catalog.counts()
 
     second = pipeline(config)

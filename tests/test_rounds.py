@@ -331,6 +331,103 @@ def test_rounds_can_sample_only_the_tasks_without_a_demonstration(
     PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 32}})
 
 
+def _first_pass(store: ArtifactStore, like, rows: list[tuple[str, str | None, str | None]]):
+    """A hand-made first-pass shard: (task id, final answer, backend error) per rollout."""
+    directory = store.root / "first-pass"
+    directory.mkdir(parents=True)
+    trajectories = []
+    for i, (task_id, answer, error) in enumerate(rows):
+        t = traj(f"first-{i}", task_id, [])
+        trajectories.append(t.model_copy(update={"final_answer": answer, "error": error}))
+    write_table(directory, trajectories)
+    return like.model_copy(
+        update={"id": "first-pass", "kind": "trajectory-shard", "uri": str(directory), "rows": len(rows)}
+    )
+
+
+def test_resampling_goes_to_the_tasks_the_first_rollouts_rarely_solved(
+    shared_store, tasks_ref, index_ref, tiny_model
+):
+    """Right means selection's exact match (an alias counts, a backend failure does not); unsampled
+    tasks are never resampled; the flow resamples with its own seed, numbering samples on."""
+    from storage.store import read_rows
+    from tasks.agent.collect import RESAMPLE_SEED_OFFSET, ShardConfig, unsolved
+    from tasks.stage import execute_stage
+    from tasks.synthesis.evidence import load_tasks
+
+    train = load_tasks(tasks_ref, "train")
+    twice, once, never, failed, unsampled = train[:5]
+    alias = twice.aliases[0] if twice.aliases else twice.answer.upper()
+    store = ArtifactStore(shared_store.root / "resample")
+    first = _first_pass(
+        store,
+        tasks_ref,
+        [
+            (twice.id, twice.answer, None),
+            (twice.id, alias, None),
+            (once.id, once.answer, None),
+            (once.id, "somewhere else", None),
+            (never.id, None, None),
+            (never.id, "nobody", None),
+            (failed.id, failed.answer, "BackendError: gave up"),
+        ]
+        + [(t.id, t.answer, None) for t in train[5:] for _ in range(2)],
+    )
+    assert unsolved(train, [first], 1) == [never, failed]
+    assert unsolved(train, [first], 2) == [once, never, failed]
+    assert unsampled not in unsolved(train, [first], 99)
+
+    agent = {"max_turns": 1, "max_new_tokens": 8}
+    config = ShardConfig(
+        shard_index=0,
+        shard_size=100,
+        samples_per_task=2,
+        agent=agent,
+        resample_below=2,
+        first_sample_index=2,
+        seed=RESAMPLE_SEED_OFFSET,
+    )
+    inputs = {"model": tiny_model, "tasks": tasks_ref, "index": index_ref, "sampled": [first]}
+    shard = execute_stage("collect-shard", store, config, inputs)
+    rollouts = read_rows(shard, Trajectory)
+    assert sorted((t.task_id, t.sample_index) for t in rollouts) == sorted(
+        (t.id, i) for t in (once, never, failed) for i in (2, 3)
+    )
+
+    from flows.recipe import TaskSet, collect
+
+    class Recorder:
+        def __init__(self):
+            self.maps, self.merged = [], None
+
+        def map(self, stage, calls):
+            self.maps.append(calls)
+            return [first] if len(self.maps) == 1 else [shard]
+
+        def __call__(self, stage, config, inputs, label):
+            self.merged = inputs["shards"]
+
+    recorder = Recorder()
+    pipeline = PipelineConfig.model_validate(
+        {
+            "synthesis": {"train_tasks": len(train)},
+            "collect": {"shard_size": 2, "resample": 3, "resample_below": 1, "seed": 5},
+        }
+    )
+    collect(recorder, pipeline, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 2)
+    resampled = [c for c, _, _ in recorder.maps[1]]
+    assert len(resampled) == 1  # two tasks under 1 right, two to a shard
+    assert resampled[0].seed == 5 + 1 + RESAMPLE_SEED_OFFSET and resampled[0].samples_per_task == 3
+    assert (resampled[0].first_sample_index, resampled[0].resample_below) == (2, 1)
+    assert recorder.maps[1][0][1]["sampled"] == [first]
+    assert recorder.merged == [first, shard]
+
+    plain = PipelineConfig.model_validate({"synthesis": {"train_tasks": len(train)}})
+    recorder = Recorder()
+    collect(recorder, plain, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 1)
+    assert len(recorder.maps) == 1 and recorder.merged == [first]
+
+
 def test_a_train_flag_changes_one_field_of_the_rounds_recipe_not_the_recipe():
     from flows.cli import build_parser, config_from_args
 

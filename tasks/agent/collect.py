@@ -6,20 +6,27 @@ generates the rest. Shard boundaries depend only on the task list and the shard 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactRef, ArtifactStore
-from storage.schemas import Selection, Task
+from storage.schemas import Selection, Task, Trajectory
 from storage.store import read_rows, read_table, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.agent.oracle import COLD_START_REASON
+from tasks.judge.annotate import prediction
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
+from tasks.rewards.outcome import exact_match
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks, out_of_reach
+
+# The resampling pass draws with its own seed: a prompt's first draw under the first pass's seed would
+# repeat that pass's first sample.
+RESAMPLE_SEED_OFFSET = 1_000_003
 
 
 class SamplingConfig(BaseModel):
@@ -55,6 +62,13 @@ class ShardConfig(SamplingConfig):
     split: str = "train"
     shard_index: int = Field(ge=0)
     shard_size: int = Field(ge=1)
+    resample_below: int | None = Field(
+        None,
+        ge=1,
+        description="A resampling shard: only the tasks the first pass's trajectories (input `sampled`) "
+        "answered right fewer than this many times.",
+    )
+    first_sample_index: int = Field(0, ge=0, description="Number of the shard's first sample of a task.")
 
 
 def undemonstrated(tasks: list[Task], demonstrations: list[ArtifactRef]) -> list[Task]:
@@ -72,10 +86,33 @@ def undemonstrated(tasks: list[Task], demonstrations: list[ArtifactRef]) -> list
     return [t for t in tasks if t.id not in shown]
 
 
+def unsolved(tasks: list[Task], sampled: list[ArtifactRef], below: int) -> list[Task]:
+    """The sampled tasks answered right fewer than ``below`` times, in their order.
+
+    Right means what selection counts as right (the exact match of the agent's last answer); a
+    rollout cut short by a backend failure counts as wrong, as it does there. Tasks the trajectories
+    never sampled are not returned: they were left out on purpose (demonstrated ones).
+    """
+    by_id = {t.id: t for t in tasks}
+    seen: set[str] = set()
+    right: Counter[str] = Counter()
+    for ref in sampled:
+        for trajectory in read_rows(ref, Trajectory):
+            task = by_id.get(trajectory.task_id)
+            if task is None:
+                continue
+            seen.add(task.id)
+            if trajectory.error is None and exact_match(prediction(trajectory), [task.answer, *task.aliases]):
+                right[task.id] += 1
+    return [t for t in tasks if t.id in seen and right[t.id] < below]
+
+
 def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: ArtifactStore) -> None:
     tasks = load_tasks(inputs["tasks"], config.split)
     if config.skip_demonstrated:
         tasks = undemonstrated(tasks, inputs.get("demonstrations") or [])
+    if config.resample_below is not None:
+        tasks = unsolved(tasks, inputs["sampled"], config.resample_below)
     start = config.shard_index * config.shard_size
     shard = tasks[start : start + config.shard_size]
     out_of_reach(shard, config.agent.max_turns)
@@ -93,6 +130,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
         temperature=config.temperature,
         seed=config.seed,
         policy_name=policy_name,
+        first_sample_index=config.first_sample_index,
         stage="collect-shard",
         progress=f"collect shard {config.shard_index + 1}",
     )
