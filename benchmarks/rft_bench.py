@@ -342,7 +342,7 @@ def old_recipe_round(run, config, start, task_set):
     from flows.report import round_entry
     from tasks.train.sft import TrainConfig
 
-    trajectories = collect(run, config, start.checkpoint, task_set, 1)  # round 1's, cached
+    trajectories = collect(run, config, start.checkpoint, task_set, 1, [start.demonstrations])  # round 1's
     old_select = config.select.model_copy(
         update={
             "min_step_rating": 2,

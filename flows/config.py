@@ -42,6 +42,17 @@ class CollectConfig(SamplingConfig):
         description="resample: a task is resampled when fewer of its first rollouts were right.",
     )
 
+    @model_validator(mode="after")
+    def _resampling_can_differ(self) -> CollectConfig:
+        if self.resample and self.temperature == 0:
+            raise ValueError("collect.resample at temperature 0 would repeat the first, greedy rollouts")
+        if self.resample and self.resample_below > self.samples_per_task:
+            raise ValueError(
+                f"collect.resample_below ({self.resample_below}) is above collect.samples_per_task "
+                f"({self.samples_per_task}): every task would be resampled; raise samples_per_task instead"
+            )
+        return self
+
     def sampling(self) -> dict:
         """The settings every collection shard shares (the resampling pass adds its own)."""
         return self.model_dump(exclude={"shard_size", "resample", "resample_below"})

@@ -176,12 +176,12 @@ def resample_shards(
     round_index: int,
 ) -> list[ArtifactRef]:
     """More rollouts on the tasks the first pass answered right fewer than ``collect.resample_below``
-    times, numbered after the first pass's samples and drawn with their own seed; none when every
-    task was solved often enough."""
+    times, numbered after the first pass's samples and drawn with their own seed.
+
+    Each first-pass shard gets its own resampling shard (none where every task was solved often
+    enough), which reads only that shard: a shard rebuilt after a retry resamples from what it holds.
+    """
     below = config.collect.resample_below
-    count = len(unsolved(load_tasks(task_set.tasks, "train"), first, below))
-    if not count:
-        return []
     resampling = {
         **sampling,
         "samples_per_task": config.collect.resample,
@@ -189,10 +189,17 @@ def resample_shards(
         "first_sample_index": sampling["samples_per_task"],
         "resample_below": below,
     }
-    label = f"resample r{round_index}"
-    return collect_shards(
-        run, resampling, {**inputs, "sampled": list(first)}, count, label, config.collect.shard_size
-    )
+    train = load_tasks(task_set.tasks, "train")
+    calls = [
+        (
+            ShardConfig(**resampling, shard_index=k, shard_size=config.collect.shard_size),
+            {**inputs, "sampled": [shard]},
+            f"resample r{round_index} shard {k + 1}/{len(first)}",
+        )
+        for k, shard in enumerate(first)
+        if unsolved(train, [shard], below)
+    ]
+    return run.map("collect-shard", calls) if calls else []
 
 
 def annotate_and_select(
@@ -250,8 +257,9 @@ def demonstrations(
     """The cold start's demonstrations: oracle gold paths, or a teacher's trajectories that were right."""
     cold = config.cold_start
     if cold.source == "teacher":
+        # the teacher samples as the rounds do, without their resampling pass
         teacher = config.model_copy(
-            update={"collect": config.collect.model_copy(update={"teacher": cold.teacher})}
+            update={"collect": config.collect.model_copy(update={"teacher": cold.teacher, "resample": 0})}
         )
         trajectories = collect(run, teacher, base, task_set, 1)
         correct = config.select.model_copy(update={"max_per_task": 1, "oracle_fallback": False})

@@ -86,9 +86,7 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
         if e["role"].startswith("sampled[")
     }
     first_pass, resampling = {p for p, _ in sampled}, {c for _, c in sampled}
-    assert len(first_pass) == len(resampling) == 2 and sampled == {
-        (p, c) for p in first_pass for c in resampling
-    }
+    assert len(sampled) == len(first_pass) == len(resampling) == 2  # each resamples its own first shard
     assert first_pass | resampling == shards
     counts = catalog.counts()
 

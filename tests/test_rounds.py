@@ -331,9 +331,11 @@ def test_rounds_can_sample_only_the_tasks_without_a_demonstration(
     PipelineConfig.model_validate({"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 32}})
 
 
-def _first_pass(store: ArtifactStore, like, rows: list[tuple[str, str | None, str | None]]):
+def _first_pass(
+    store: ArtifactStore, like, rows: list[tuple[str, str | None, str | None]], name="first-pass"
+):
     """A hand-made first-pass shard: (task id, final answer, backend error) per rollout."""
-    directory = store.root / "first-pass"
+    directory = store.root / name
     directory.mkdir(parents=True)
     trajectories = []
     for i, (task_id, answer, error) in enumerate(rows):
@@ -341,7 +343,7 @@ def _first_pass(store: ArtifactStore, like, rows: list[tuple[str, str | None, st
         trajectories.append(t.model_copy(update={"final_answer": answer, "error": error}))
     write_table(directory, trajectories)
     return like.model_copy(
-        update={"id": "first-pass", "kind": "trajectory-shard", "uri": str(directory), "rows": len(rows)}
+        update={"id": name, "kind": "trajectory-shard", "uri": str(directory), "rows": len(rows)}
     )
 
 
@@ -397,12 +399,12 @@ def test_resampling_goes_to_the_tasks_the_first_rollouts_rarely_solved(
     from flows.recipe import TaskSet, collect
 
     class Recorder:
-        def __init__(self):
-            self.maps, self.merged = [], None
+        def __init__(self, first_pass=first):
+            self.first_pass, self.maps, self.merged = first_pass, [], None
 
         def map(self, stage, calls):
             self.maps.append(calls)
-            return [first] if len(self.maps) == 1 else [shard]
+            return [self.first_pass] if len(self.maps) == 1 else [shard]
 
         def __call__(self, stage, config, inputs, label):
             self.merged = inputs["shards"]
@@ -416,16 +418,27 @@ def test_resampling_goes_to_the_tasks_the_first_rollouts_rarely_solved(
     )
     collect(recorder, pipeline, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 2)
     resampled = [c for c, _, _ in recorder.maps[1]]
-    assert len(resampled) == 1  # two tasks under 1 right, two to a shard
+    assert len(resampled) == 1  # the one first-pass shard's resampling shard
     assert resampled[0].seed == 5 + 1 + RESAMPLE_SEED_OFFSET and resampled[0].samples_per_task == 3
     assert (resampled[0].first_sample_index, resampled[0].resample_below) == (2, 1)
     assert recorder.maps[1][0][1]["sampled"] == [first]
     assert recorder.merged == [first, shard]
 
+    # a first pass that solved every task leaves nothing to resample
+    all_right = _first_pass(store, tasks_ref, [(t.id, t.answer, None) for t in train], name="all-right")
+    recorder = Recorder(all_right)
+    collect(recorder, pipeline, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 1)
+    assert len(recorder.maps) == 1 and recorder.merged == [all_right]
+
     plain = PipelineConfig.model_validate({"synthesis": {"train_tasks": len(train)}})
     recorder = Recorder()
     collect(recorder, plain, tiny_model, TaskSet(index_ref, index_ref, tasks_ref), 1)
     assert len(recorder.maps) == 1 and recorder.merged == [first]
+
+    with pytest.raises(ValueError, match="temperature 0 would repeat"):
+        PipelineConfig.model_validate({"collect": {"resample": 2, "temperature": 0}})
+    with pytest.raises(ValueError, match="every task would be resampled"):
+        PipelineConfig.model_validate({"collect": {"resample": 2, "resample_below": 3}})
 
 
 def test_a_train_flag_changes_one_field_of_the_rounds_recipe_not_the_recipe():

@@ -18,9 +18,8 @@ from storage.store import read_rows, read_table, write_table
 from tasks.agent.environment import tool_for
 from tasks.agent.loop import AgentConfig, run_agent
 from tasks.agent.oracle import COLD_START_REASON
-from tasks.judge.annotate import prediction
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
-from tasks.rewards.outcome import exact_match
+from tasks.rewards.answered import answered_right
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks, out_of_reach
 
@@ -65,8 +64,8 @@ class ShardConfig(SamplingConfig):
     resample_below: int | None = Field(
         None,
         ge=1,
-        description="A resampling shard: only the tasks the first pass's trajectories (input `sampled`) "
-        "answered right fewer than this many times.",
+        description="A resampling shard: the tasks its first-pass shard (input `sampled`) answered right "
+        "fewer than this many times; shard_index is then that shard's.",
     )
     first_sample_index: int = Field(0, ge=0, description="Number of the shard's first sample of a task.")
 
@@ -89,9 +88,9 @@ def undemonstrated(tasks: list[Task], demonstrations: list[ArtifactRef]) -> list
 def unsolved(tasks: list[Task], sampled: list[ArtifactRef], below: int) -> list[Task]:
     """The sampled tasks answered right fewer than ``below`` times, in their order.
 
-    Right means what selection counts as right (the exact match of the agent's last answer); a
-    rollout cut short by a backend failure counts as wrong, as it does there. Tasks the trajectories
-    never sampled are not returned: they were left out on purpose (demonstrated ones).
+    Right is what selection keeps as right (:func:`answered_right`). Tasks the trajectories never
+    sampled are not returned: they were left out on purpose (the demonstrated ones) or belong to
+    another shard.
     """
     by_id = {t.id: t for t in tasks}
     seen: set[str] = set()
@@ -102,8 +101,7 @@ def unsolved(tasks: list[Task], sampled: list[ArtifactRef], below: int) -> list[
             if task is None:
                 continue
             seen.add(task.id)
-            if trajectory.error is None and exact_match(prediction(trajectory), [task.answer, *task.aliases]):
-                right[task.id] += 1
+            right[task.id] += answered_right(trajectory, task)
     return [t for t in tasks if t.id in seen and right[t.id] < below]
 
 
@@ -112,9 +110,10 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
     if config.skip_demonstrated:
         tasks = undemonstrated(tasks, inputs.get("demonstrations") or [])
     if config.resample_below is not None:
-        tasks = unsolved(tasks, inputs["sampled"], config.resample_below)
-    start = config.shard_index * config.shard_size
-    shard = tasks[start : start + config.shard_size]
+        shard = unsolved(tasks, inputs["sampled"], config.resample_below)
+    else:
+        start = config.shard_index * config.shard_size
+        shard = tasks[start : start + config.shard_size]
     out_of_reach(shard, config.agent.max_turns)
     model = inputs["model"]
     if config.teacher:

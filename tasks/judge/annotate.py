@@ -33,12 +33,13 @@ from storage.schemas import (
 from storage.store import read_rows, read_table, write_table
 from tasks.judge.reference import JUDGE_NAME, reference_judgements
 from tasks.llm.engines import check_model_spec, spec_environment
+from tasks.rewards.answered import prediction
 from tasks.rewards.combine import REWARDS, RewardInputs
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.rubrics.process import process_reward
 from tasks.stage import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks
-from tasks.turns import TOOL_ACTIONS, last_answer
+from tasks.turns import TOOL_ACTIONS
 
 MODEL_FAMILIES = ("step", "process", "usefulness", "outcome")
 
@@ -106,13 +107,6 @@ class AnnotateShardConfig(AnnotateConfig):
 
 def n_shards(rows: int, shard_size: int) -> int:
     return max(1, math.ceil(rows / shard_size))
-
-
-def prediction(trajectory: Trajectory) -> str | None:
-    """The last ``<answer>`` the agent gave (its last step's text), else the recorded final answer."""
-    if trajectory.steps and trajectory.steps[-1].action == "answer":
-        return last_answer(trajectory.steps[-1].raw) or trajectory.final_answer
-    return trajectory.final_answer
 
 
 def annotate(trajectory: Trajectory, task: Task) -> Annotation:
