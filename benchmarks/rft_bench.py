@@ -207,18 +207,20 @@ def main() -> None:
     with local_stage_runner("rft-bench", config, args.home) as run:
         task_set = build_task_set(run, config)
         base, policy, start = round_one_policy(run, config, None, task_set)
-        entries = {"base": round_entry("base", evaluate(run, config, base, task_set, "evaluate base"))}
+        held_out_ref = task_set.tasks
+        base_eval = evaluate(run, config, base, task_set, "evaluate base")
+        entries = {"base": round_entry("base", base_eval, tasks=held_out_ref)}
         entries["cold_start"] = round_entry(
-            "cold start", start.evaluation, start.demonstrations, start.checkpoint
+            "cold start", start.evaluation, start.demonstrations, start.checkpoint, held_out_ref
         )
         steps = args.round_steps if len(args.round_steps) > 1 else None
         rounds = run_rounds(run, config, policy, task_set, [start.demonstrations], steps)
         for i, result in enumerate(rounds, 1):
             entries[f"round_{i}"] = round_entry(
-                f"round {i}", result.evaluation, result.selection, result.checkpoint
+                f"round {i}", result.evaluation, result.selection, result.checkpoint, held_out_ref
             )
         control_policy, control_eval = control_arm(run, config, start, task_set, steps)
-        entries["control"] = round_entry("control", control_eval, None, control_policy)
+        entries["control"] = round_entry("control", control_eval, None, control_policy, held_out_ref)
         minutes = (time.perf_counter() - started) / 60
         # a rerun on a store that already holds stages times the cache, not the recipe
         reused = sum(event.reused for event in run.events)
@@ -280,6 +282,8 @@ def main() -> None:
             "final_loss": round(cold.training["last_loss"], 4),
         },
         "f1_by_round": {k: round(e.summary.f1, 4) for k, e in entries.items()},
+        # how the greedy answers went: right, or which way wrong (tasks.evaluate.failures)
+        "failures_by_round": {k: e.failures for k, e in entries.items()},
         "format_valid_by_round": {k: round(e.summary.format_valid, 4) for k, e in entries.items()},
         # task by task on the same held-out tasks: the difference, its paired 95% interval, McNemar's p
         "paired": {
@@ -359,7 +363,7 @@ def old_recipe_round(run, config, start, task_set):
         "train", old_train, {"model": start.checkpoint, "selection": [selection]}, "train old recipe"
     )
     evaluation = evaluate(run, config, policy, task_set, "evaluate old recipe")
-    return round_entry("old recipe r1", evaluation, selection, policy)
+    return round_entry("old recipe r1", evaluation, selection, policy, task_set.tasks)
 
 
 def _bucket(task):

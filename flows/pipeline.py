@@ -70,12 +70,17 @@ def rounds_report(run: StageRunner, config: PipelineConfig, model_id: str | None
         find_artifact(run.store, model_id, ("checkpoint", "model"))  # an unknown id fails before any work
     task_set = build_task_set(run, config)
     base, policy, start = round_one_policy(run, config, model_id, task_set)
-    entries = [round_entry("base", evaluate(run, config, base, task_set, "evaluate base"))]
+    held_out = task_set.tasks
+    entries = [round_entry("base", evaluate(run, config, base, task_set, "evaluate base"), tasks=held_out)]
     carried = carried_selections(run, policy, start)
     if start is not None:
-        entries.append(round_entry("cold start", start.evaluation, start.demonstrations, start.checkpoint))
+        entries.append(
+            round_entry("cold start", start.evaluation, start.demonstrations, start.checkpoint, held_out)
+        )
     for i, result in enumerate(run_rounds(run, config, policy, task_set, carried), 1):
-        entries.append(round_entry(f"round {i}", result.evaluation, result.selection, result.checkpoint))
+        entries.append(
+            round_entry(f"round {i}", result.evaluation, result.selection, result.checkpoint, held_out)
+        )
     evaluate_user_questions(run, config, task_set, entries, base)
     report = build_report(entries, run.events, time.perf_counter() - started)
     report.plot = str(plot_rounds(report, report_plot_path(run.store.root, report)))

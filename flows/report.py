@@ -10,12 +10,14 @@ from pydantic import BaseModel, Field
 
 from flows.stages import StageEvent
 from storage import ArtifactRef
-from storage.schemas import EvalRow, EvalSummary, Selection
+from storage.schemas import EvalRow, EvalSummary, Selection, Trajectory
 from storage.store import read_rows
 from tasks.evaluate.buckets import BucketScore
+from tasks.evaluate.failures import FAILURE_KINDS, failure_counts, failure_kinds
 from tasks.evaluate.significance import PairedDifference, greedy_outcomes, paired_outcomes
 from tasks.evaluate.summary import load_buckets, load_summary
 from tasks.select.rejection import REBALANCED, FilterCount
+from tasks.synthesis.evidence import load_tasks
 
 
 class RoundEntry(BaseModel):
@@ -40,6 +42,11 @@ class RoundEntry(BaseModel):
     versus_previous: PairedDifference | None = Field(
         None, description="pass@1 minus the previous policy's, paired task by task on the held-out tasks."
     )
+    failures: dict[str, int] = Field(
+        default_factory=dict,
+        description="Held-out tasks per kind of greedy outcome (tasks.evaluate.failures); empty when the "
+        "entry was made without its tasks.",
+    )
 
     @property
     def policy(self) -> str:
@@ -54,8 +61,16 @@ def round_entry(
     evaluation: ArtifactRef,
     selection: ArtifactRef | None = None,
     checkpoint: ArtifactRef | None = None,
+    tasks: ArtifactRef | None = None,
 ) -> RoundEntry:
+    """One policy's line of the report; with ``tasks`` (what it was scored on), why it was wrong too."""
     metrics = Path(checkpoint.uri) / "train_metrics.json" if checkpoint else None
+    rows = read_rows(evaluation, EvalRow)
+    failures = {}
+    if tasks is not None:
+        trajectories = {t.id: t for t in read_rows(evaluation, Trajectory, name="trajectories")}
+        kinds = failure_kinds(rows, trajectories, {t.id: t for t in load_tasks(tasks)})
+        failures = failure_counts(kinds)
     return RoundEntry(
         label=label,
         summary=load_summary(evaluation),
@@ -66,7 +81,8 @@ def round_entry(
         filters=read_rows(selection, FilterCount, name="filters") if selection else [],
         checkpoint_id=checkpoint.id if checkpoint else None,
         training=json.loads(metrics.read_text()) if metrics and metrics.exists() else None,
-        greedy_right=greedy_outcomes(read_rows(evaluation, EvalRow)),
+        greedy_right=greedy_outcomes(rows),
+        failures=failures,
     )
 
 
@@ -115,6 +131,7 @@ class RoundReport(BaseModel):
                 b = r.bucket("difficulty" if n in ("easy", "hard") else "bucket", n)
                 cells.append(f"{b.pass_at_1:5.0%}/{b.tasks:<3d}" if b else f"{'-':>9s}")
             lines.append(f"{r.label:11s} " + " ".join(cells))
+        lines += self.failure_lines()
         trained = [r for r in self.rounds if r.training or r.filters]
         if trained:
             lines += ["", "kept and trained"]
@@ -149,6 +166,27 @@ class RoundReport(BaseModel):
             ]
         head = f"{'against the previous policy':30s} {'points':>6s}  {'95% paired CI':16s} {'McNemar p':>9s}  gained / lost"
         return ["", head, *(f"{a:30s} {b:>6s}  {c:16s} {d:>9s}  {e}" for a, b, c, d, e in cells)]
+
+    def failure_lines(self, markdown: bool = False) -> list[str]:
+        """How each policy's greedy answers went on the held-out tasks: which mistakes a round removed."""
+        scored = [r for r in self.rounds if r.failures]
+        if not scored:
+            return []
+        kinds = [k for k in FAILURE_KINDS if any(r.failures.get(k) for r in scored)]
+        if markdown:
+            return [
+                "## How the held-out answers went (tasks per kind)",
+                "| | " + " | ".join(kinds) + " |",
+                "|---|" + "---|" * len(kinds),
+                *(
+                    f"| {r.label} | " + " | ".join(str(r.failures.get(k, 0)) for k in kinds) + " |"
+                    for r in scored
+                ),
+                "",
+            ]
+        head = f"{'round':11s} " + " ".join(f"{k:>13s}" for k in kinds)
+        rows = [f"{r.label:11s} " + " ".join(f"{r.failures.get(k, 0):13d}" for k in kinds) for r in scored]
+        return ["", "how the held-out answers went (tasks per kind)", head, *rows]
 
     def user_question_lines(self, markdown: bool = False) -> list[str]:
         """Each policy's scores on the user's question set, a row per round; none without a set."""
@@ -220,6 +258,7 @@ class RoundReport(BaseModel):
                 "|---|" + "---|" * len(names),
                 *by_bucket,
                 "",
+                *self.failure_lines(markdown=True),
                 "## Kept and trained",
                 "| | kept | removed by filter | training loss (first->last) |",
                 "|---|---|---|---|",

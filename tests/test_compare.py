@@ -154,7 +154,11 @@ def test_compare_lists_exactly_the_flipped_tasks_per_bucket(two_evaluations, cap
     easy, hard = by_slice["difficulty", "easy"], by_slice["difficulty", "hard"]
     assert easy["difference"] == pytest.approx(2 / 3) and easy["mcnemar_p"] == pytest.approx(0.5)
     assert hard["difference"] == pytest.approx(-0.5) and hard["mcnemar_p"] == pytest.approx(1.0)
+    # the hand-made tasks name no gold pages: a wrong answer's kind cannot be told, and is not guessed
+    assert (result["failures_a"]["right"], result["failures_a"]["unknown"]) == (2, 3)
+    assert (result["failures_b"]["right"], result["failures_b"]["unknown"]) == (3, 2)
     t4 = next(f for f in result["flips"] if f["task_id"] == "t4")
+    assert (t4["kind_a"], t4["kind_b"]) == ("unknown", "right")
     assert t4["tool"] and (t4["answer_a"], t4["answer_b"]) == ("round0-guess", "gold-t4")
     assert (t4["trajectory_a"], t4["trajectory_b"]) == ("round0-t4-0", "round1-t4-0")
 

@@ -32,6 +32,11 @@ def test_pipeline_records_lineage_and_reruns_from_cache(prefect_harness, tmp_pat
     assert first.rounds[1].kept == 6 and first.rounds[2].training["steps"] == 1
     # 6 tasks x (2 samples + 1 resampled)
     assert sum(f.removed for f in first.rounds[2].filters) == 18 - first.rounds[2].kept
+    # every held-out task's greedy answer classified, right exactly as often as pass@1 says
+    for entry in first.rounds:
+        assert sum(entry.failures.values()) == 3
+        assert entry.failures["right"] == round(3 * entry.summary.pass_at_1)
+    assert "how the held-out answers went" in first.table()
 
     catalog = Catalog(ArtifactStore(tmp_path).catalog_path)
     kinds = {row["kind"] for row in catalog.artifacts()}

@@ -252,6 +252,14 @@ def test_the_report_plots_every_round(tmp_path):
     assert (first.wrong_to_right, first.right_to_wrong, first.mcnemar_p) == (1, 0, pytest.approx(1.0))
     assert "base → cold start" in table and "+30.0" in table
     assert "| cold start → round 1 | +10.0 |" in report.markdown()
+    assert "how the held-out answers went" not in table  # entries made without their tasks
+
+    # with the kinds of each greedy answer: only kinds some policy shows get a column
+    report.rounds[1].failures = {"right": 3, "no_answer": 0, "went_past": 7, "misread": 0}
+    report.rounds[2].failures = {"right": 4, "no_answer": 0, "went_past": 2, "misread": 4}
+    markdown = report.markdown()
+    assert "| | right | went_past | misread |" in markdown and "| round 1 | 4 | 2 | 4 |" in markdown
+    assert "no_answer" not in markdown and "| base |" not in markdown.split("answers went")[1].split("##")[0]
 
 
 def test_rounds_can_sample_only_the_tasks_without_a_demonstration(

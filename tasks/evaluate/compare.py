@@ -25,6 +25,7 @@ from storage import ArtifactRef, ArtifactStore, Catalog
 from storage.schemas import EvalRow, Row, Task, Trajectory
 from storage.store import read_rows
 from tasks.evaluate.buckets import first_samples, task_slices
+from tasks.evaluate.failures import FAILURE_KINDS, FailureKind, failure_counts, failure_kinds
 from tasks.evaluate.significance import PairedDifference, paired_difference, paired_evaluations
 from tasks.synthesis.evidence import load_tasks
 
@@ -48,6 +49,8 @@ class Flip(Row):
     trajectory_b: str
     answer_a: str | None = Field(description="A's final answer (None: it never answered).")
     answer_b: str | None
+    kind_a: FailureKind = Field(description="How A's trajectory went (see tasks.evaluate.failures).")
+    kind_b: FailureKind
 
 
 class SliceFlips(Row):
@@ -82,6 +85,8 @@ class Comparison(Row):
     )
     slices: list[SliceFlips]
     flips: list[Flip]
+    failures_a: dict[str, int] = Field(description="Shared tasks per failure kind of A's greedy sample.")
+    failures_b: dict[str, int]
 
 
 class Evaluation(BaseModel):
@@ -141,6 +146,8 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
     first_a, first_b = first_samples(a.rows), first_samples(b.rows)
     shared = sorted(first_a.keys() & first_b.keys())
     tasks = {**b.tasks, **a.tasks}
+    kinds_a = failure_kinds([first_a[t] for t in shared], a.trajectories, tasks)
+    kinds_b = failure_kinds([first_b[t] for t in shared], b.trajectories, tasks)
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     outcomes: dict[tuple[str, str], tuple[list[bool], list[bool]]] = defaultdict(lambda: ([], []))
     flips = []
@@ -171,6 +178,8 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
                     trajectory_b=row_b.trajectory_id,
                     answer_a=_final_answer(a, row_a),
                     answer_b=_final_answer(b, row_b),
+                    kind_a=kinds_a[task_id],
+                    kind_b=kinds_b[task_id],
                 )
             )
     slices = [
@@ -198,6 +207,8 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
         paired=paired_evaluations(a.rows, b.rows),
         slices=slices,
         flips=sorted(flips, key=lambda f: (f.direction != "wrong_to_right", f.bucket, f.task_id)),
+        failures_a=failure_counts(kinds_a),
+        failures_b=failure_counts(kinds_b),
     )
 
 
@@ -239,14 +250,17 @@ def format_comparison(
             f"{s.dimension + ' ' + s.value:24s} {s.tasks:5d} {s.right_a:8d} {s.right_b:8d} "
             f"{s.wrong_to_right:12d} {s.right_to_wrong:12d}  {interval:>24s} {d.mcnemar_p:9.3g}"
         )
+    lines += ["", "how the greedy answers went (tasks.evaluate.failures):", f"{'':16s} {'A':>5s} {'B':>5s}"]
+    lines += [f"{kind:16s} {c.failures_a[kind]:5d} {c.failures_b[kind]:5d}" for kind in FAILURE_KINDS]
     for direction, title in DIRECTION_TEXT.items():
         flipped = [f for f in c.flips if f.direction == direction]
         lines += ["", f"{title} ({len(flipped)}):"]
         for f in flipped:
             tool = " tool" if f.tool else ""
+            wrong = f.kind_a if direction == "wrong_to_right" else f.kind_b
             lines.append(
                 f"  {f.task_id}  {f.bucket}{tool}  gold {f.answer!r}  A {f.answer_a!r}  B {f.answer_b!r}  "
-                f"{textwrap.shorten(f.question, 60)}"
+                f"({wrong})  {textwrap.shorten(f.question, 60)}"
             )
     for f in c.flips[:show]:
         lines += ["", *side_by_side(f, a, b, width)]
