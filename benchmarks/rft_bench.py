@@ -89,7 +89,7 @@ def bench_config(args):
                 "agent": agent,
             },
             "select": {
-                "max_per_task": 2,
+                "max_per_task": args.max_per_task,
                 "hard_task_copies": args.hard_copies,
                 "balance_buckets": not args.no_balance,
                 "refined_targets": args.refined_targets,
@@ -149,6 +149,13 @@ def main() -> None:
     parser.add_argument("--resample-below", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--hard-copies", type=int, default=2)
+    parser.add_argument(
+        "--max-per-task",
+        type=int,
+        default=2,
+        help="right trajectories kept per task at most; with --resample, a higher cap keeps more of what "
+        "the resampled (hard) tasks yielded",
+    )
     parser.add_argument(
         "--no-balance", action="store_true", help="keep the kept data's bucket mix as the policy solved it"
     )
@@ -299,6 +306,7 @@ def main() -> None:
         "skip_demonstrated": not args.all_tasks,
         "resample": args.resample,
         "resample_below": args.resample_below,
+        "max_per_task": args.max_per_task,
         "round_steps": args.round_steps if len(args.round_steps) > 1 else args.round_steps[0],
         "round_lr": args.round_lr,
         "balance_buckets": not args.no_balance,
