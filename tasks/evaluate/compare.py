@@ -26,7 +26,7 @@ from storage.schemas import EvalRow, Row, Task, Trajectory
 from storage.store import read_rows
 from tasks.evaluate.buckets import first_samples, task_slices
 from tasks.evaluate.failures import FAILURE_KINDS, FailureKind, failure_counts, failure_kinds
-from tasks.evaluate.significance import PairedDifference, paired_difference, paired_evaluations
+from tasks.evaluate.significance import PairedDifference, paired_difference
 from tasks.synthesis.evidence import load_tasks
 
 # Slices of task_slices shown per comparison: the bucket itself, hard vs easy, and tool use (the
@@ -204,7 +204,9 @@ def compare(a: Evaluation, b: Evaluation) -> Comparison:
         right_b=sum(first_b[t].exact_match == 1.0 for t in shared),
         wrong_to_right=sum(f.direction == "wrong_to_right" for f in flips),
         right_to_wrong=sum(f.direction == "right_to_wrong" for f in flips),
-        paired=paired_evaluations(a.rows, b.rows),
+        paired=paired_difference(
+            [first_a[t].exact_match == 1.0 for t in shared], [first_b[t].exact_match == 1.0 for t in shared]
+        ),
         slices=slices,
         flips=sorted(flips, key=lambda f: (f.direction != "wrong_to_right", f.bucket, f.task_id)),
         failures_a=failure_counts(kinds_a),
