@@ -13,8 +13,8 @@ the one pass@1 scores:
   the path was right and a hop too short.
 - ``lost_the_path``: answered before every gold page was found, after a search that found no new
   one (a misspelt name, the wrong relation looked up).
-- ``went_past``: every gold page was found, and the agent searched on and answered with what came
-  after: a hop too many.
+- ``went_past``: every gold page was found, and the agent still searched on before a wrong answer;
+  most often it answers with what that search found, a hop too many.
 - ``misread``: every gold page was found, no search after it, and the answer is still wrong (the
   wrong fact of a page, a wrong calculation).
 - ``unknown``: wrong, on a task that names no gold pages, so the kinds above cannot be told apart.
