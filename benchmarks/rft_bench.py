@@ -97,6 +97,7 @@ def bench_config(args):
                 "max_bucket_copies": args.max_copies,
             },
             "evaluate": {"agent": agent},
+            "train_from": args.train_from,
             "train": {
                 "max_steps": args.round_steps[0],
                 "batch_size": 2,
@@ -188,6 +189,13 @@ def main() -> None:
         "one count per round, comma-separated (64,140), gives a later round, which trains on more, more",
     )
     parser.add_argument("--round-lr", type=float, default=2e-5)
+    parser.add_argument(
+        "--train-from",
+        choices=("previous", "start"),
+        default="previous",
+        help="previous: each round continues the previous round's policy; start: each round trains the "
+        "cold start afresh on everything kept so far, for every round's steps so far (the control's count)",
+    )
     parser.add_argument("--docs-per-task", type=float, default=6.0)
     parser.add_argument("--distractors", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
@@ -309,6 +317,7 @@ def main() -> None:
         "max_per_task": args.max_per_task,
         "round_steps": args.round_steps if len(args.round_steps) > 1 else args.round_steps[0],
         "round_lr": args.round_lr,
+        "train_from": args.train_from,
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,
         "balance_training": args.balance_training,

@@ -137,7 +137,14 @@ class PipelineConfig(BaseModel):
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     train: TrainConfig = Field(
         default_factory=round_training,
-        description="Training in each round, from the previous policy on every selection so far.",
+        description="Training in each round, on every selection so far (from where train_from says).",
+    )
+    train_from: Literal["previous", "start"] = Field(
+        "previous",
+        description="Where each round's training starts. previous: the previous round's policy, for the "
+        "round's steps. start: the policy round 1 collected with (the cold start), afresh, for the steps "
+        "of every round so far, so each round's policy has trained as long as a continued one (STaR's and "
+        "ReST-EM's restart: one round's drift is not carried into the next).",
     )
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     orchestration: OrchestrationConfig = Field(

@@ -333,10 +333,13 @@ def run_rounds(
     Each round trains the previous round's policy on every selection so far — the ``carried`` ones
     (the cold-start demonstrations) and each round's kept trajectories — so no round forgets what an
     earlier one taught, and a trajectory kept once keeps counting. ``steps`` gives each round its own
-    ``max_steps`` (a later round trains on more), else every round takes ``config.train``'s.
+    ``max_steps`` (a later round trains on more), else every round takes ``config.train``'s. With
+    ``config.train_from == "start"`` each round instead trains ``policy`` itself afresh, for every
+    round's steps so far; round 1 is the same either way.
     """
     oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
     training = list(carried or [])
+    start = policy
     results = []
     for round_index in range(1, config.rounds + 1):
         trajectories = collect(run, config, policy, task_set, round_index, carried)
@@ -344,10 +347,11 @@ def run_rounds(
             run, config, task_set, trajectories, oracle, round_index, carried=training
         )
         training.append(selection)
+        restart = config.train_from == "start"
         policy = run(
             "train",
-            round_train(config, steps, round_index),
-            {"model": policy, "selection": list(training)},
+            restart_train(config, steps, round_index) if restart else round_train(config, steps, round_index),
+            {"model": start if restart else policy, "selection": list(training)},
             f"train r{round_index}",
         )
         evaluation = evaluate(run, config, policy, task_set, f"evaluate r{round_index}")
@@ -361,6 +365,13 @@ def round_train(config: PipelineConfig, steps: list[int] | None, round_index: in
     if len(steps) != config.rounds:
         raise ValueError(f"{len(steps)} step counts for {config.rounds} rounds")
     return config.train.model_copy(update={"max_steps": steps[round_index - 1]})
+
+
+def restart_train(config: PipelineConfig, steps: list[int] | None, round_index: int) -> TrainConfig:
+    """A round trained afresh from the start takes the steps of every round so far: its policy has
+    trained as long since the start as a continued round's, so the two (and the control) compare."""
+    total = sum(round_train(config, steps, i).max_steps for i in range(1, round_index + 1))
+    return round_train(config, steps, round_index).model_copy(update={"max_steps": total})
 
 
 def control_arm(
