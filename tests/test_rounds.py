@@ -470,3 +470,47 @@ def test_each_round_can_take_its_own_steps():
     assert round_train(config, [64, 140], 1).max_steps == 64
     with pytest.raises(ValueError, match="3 step counts for 2 rounds"):
         round_train(config, [1, 2, 3], 1)
+
+
+def test_rounds_trained_from_the_start_take_every_round_s_steps_so_far(monkeypatch):
+    """train_from start: each round trains the policy round 1 collected with, on every selection so
+    far, for every round's steps so far; round 1 is the same as a continued round 1, and later rounds
+    still collect with the previous round's policy."""
+    import flows.recipe as recipe
+    from flows.cli import build_parser, config_from_args
+
+    collected_with = []
+    monkeypatch.setattr(
+        recipe, "collect", lambda run, config, policy, *a, **k: collected_with.append(policy) or "rollouts"
+    )
+    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept r{a[5]}"))
+    monkeypatch.setattr(recipe, "evaluate", lambda *a: "evaluation")
+
+    def train_calls(train_from: str) -> list[tuple]:
+        calls = []
+
+        def run(stage, config, inputs, label):
+            calls.append((inputs["model"], config.max_steps, inputs["selection"]))
+            return f"{label} policy"
+
+        config = PipelineConfig.model_validate({"rounds": 3, "train_from": train_from})
+        collected_with.clear()
+        recipe.run_rounds(run, config, "cold start", None, ["demos"], [64, 32, 16])
+        return calls
+
+    continued = train_calls("previous")
+    assert collected_with == ["cold start", "train r1 policy", "train r2 policy"]
+    restarted = train_calls("start")
+    assert collected_with == ["cold start", "train r1 policy", "train r2 policy"]
+    assert restarted[0] == continued[0] == ("cold start", 64, ["demos", "kept r1"])
+    assert [(model, steps) for model, steps, _ in continued[1:]] == [
+        ("train r1 policy", 32),
+        ("train r2 policy", 16),
+    ]
+    assert [(model, steps) for model, steps, _ in restarted[1:]] == [("cold start", 96), ("cold start", 112)]
+    assert restarted[2][2] == continued[2][2] == ["demos", "kept r1", "kept r2", "kept r3"]
+
+    parser, dests = build_parser()
+    assert config_from_args(parser.parse_args(["run", "--train-from", "start"]), dests).train_from == "start"
+    with pytest.raises(Exception, match="train_from"):
+        PipelineConfig.model_validate({"train_from": "scratch"})
