@@ -7,8 +7,9 @@ import pytest
 
 from flows.cli import main
 from storage import ArtifactStore, Catalog
-from storage.schemas import EvalRow, Step, Task, Trajectory
+from storage.schemas import EvalRow, Step, Task
 from storage.store import write_table
+from tests.builders import make_trajectory
 
 EASY, CONVERGING, TOOL = "h2-k1-m2", "h3-k2-m2", "h3-k1-m2"
 
@@ -55,19 +56,7 @@ def evaluation(store, catalog, tasks_ref, policy: str, outcomes: dict[str, list[
                 Step(index=1, thought="", action="answer", argument=answer),
             ]
             trajectories.append(
-                Trajectory(
-                    id=trajectory_id,
-                    task_id=task_id,
-                    policy=policy,
-                    sample_index=index,
-                    temperature=0.0,
-                    seed=0,
-                    messages_json="[]",
-                    tools_json="[]",
-                    steps=steps,
-                    final_answer=answer,
-                    finished=True,
-                )
+                make_trajectory(steps, trajectory_id, task_id, policy=policy, sample_index=index)
             )
             rows.append(
                 EvalRow(

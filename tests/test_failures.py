@@ -2,8 +2,9 @@
 
 import pytest
 
-from storage.schemas import EvalRow, Hop, Step, Task, Trajectory
+from storage.schemas import EvalRow, Hop, Step, Task
 from tasks.evaluate.failures import failure_counts, failure_kind, failure_kinds
+from tests.builders import make_trajectory
 
 # A two-hop chain: the first page names the spouse, the spouse's page names the answer.
 FIRST, SECOND, ELSEWHERE, BEYOND = "doc-person", "doc-spouse", "doc-twin", "doc-city"
@@ -32,19 +33,7 @@ def trajectory(searches: list[list[str]], answer: str | None, trajectory_id: str
     ]
     if answer is not None:
         steps.append(Step(index=len(steps), thought="", action="answer", argument=answer))
-    return Trajectory(
-        id=trajectory_id,
-        task_id=task_id,
-        policy="p",
-        sample_index=0,
-        temperature=0.0,
-        seed=0,
-        messages_json="[]",
-        tools_json="[]",
-        steps=steps,
-        final_answer=answer,
-        finished=answer is not None,
-    )
+    return make_trajectory(steps, trajectory_id, task_id, final_answer=answer)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from tasks.select.rejection import (
     select_with_counts,
 )
 from tasks.train.sft import training_set
+from tests.builders import make_trajectory
 from tests.test_judge_select import ann
 
 
@@ -30,19 +31,7 @@ def traj(tid, task, actions, errors=()):
         )
         for i, a in enumerate(actions)
     ]
-    return Trajectory(
-        id=tid,
-        task_id=task,
-        policy="p",
-        sample_index=0,
-        temperature=0.8,
-        seed=0,
-        messages_json="[]",
-        tools_json="[]",
-        steps=steps,
-        final_answer="a",
-        finished=True,
-    )
+    return make_trajectory(steps, tid, task, temperature=0.8, final_answer="a", finished=True)
 
 
 def test_every_filter_counts_what_it_removed_and_hard_tasks_are_oversampled():
