@@ -200,6 +200,13 @@ def main() -> None:
     parser.add_argument("--distractors", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--control-seeds",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="after the timed run, also train the control arm with these training seeds (comma-separated; "
+        "the data order changes, nothing else) and score each: how far training noise alone moves a score",
+    )
+    parser.add_argument(
         "--old-recipe-arm",
         action="store_true",
         help="after the timed run, also train round 1 the way rounds used to be trained (warm-up and cosine "
@@ -241,6 +248,12 @@ def main() -> None:
         reused = sum(event.reused for event in run.events)
         if args.old_recipe_arm:
             entries["old_recipe_round_1"] = old_recipe_round(run, config, start, task_set)
+        for seed in args.control_seeds:
+            seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            seeded_policy, seeded_eval = control_arm(run, seeded, start, task_set, steps, f"seed {seed}")
+            entries[f"control_seed_{seed}"] = round_entry(
+                f"control seed {seed}", seeded_eval, None, seeded_policy, held_out_ref
+            )
 
     held_out = load_tasks(task_set.tasks, "eval")
     store = run.store
@@ -269,6 +282,11 @@ def main() -> None:
     result = {
         "pass1_by_round": {k: round(e.summary.pass_at_1, 4) for k, e in by_round.items()},
         "pass1_control": round(entries["control"].summary.pass_at_1, 4),
+        # the control trained again with other seeds: the spread training noise alone gives
+        "pass1_control_by_seed": {
+            str(seed): round(entries[f"control_seed_{seed}"].summary.pass_at_1, 4)
+            for seed in args.control_seeds
+        },
         "pass1_old_recipe_round_1": (
             round(entries["old_recipe_round_1"].summary.pass_at_1, 4)
             if "old_recipe_round_1" in entries
@@ -305,6 +323,10 @@ def main() -> None:
             "round_1_vs_cold_start": paired("cold_start", "round_1"),
             "round_2_vs_cold_start": paired("cold_start", "round_2"),
             "round_2_vs_control": paired("control", "round_2"),
+            **{
+                f"round_2_vs_control_seed_{seed}": paired(f"control_seed_{seed}", "round_2")
+                for seed in args.control_seeds
+            },
         },
         "eval_tasks": len(held_out),
         "hard_share": round(sum(b.hard for b in map(_bucket, held_out)) / len(held_out), 4),

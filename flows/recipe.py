@@ -380,17 +380,20 @@ def control_arm(
     start: ColdStart,
     task_set: TaskSet,
     steps: list[int] | None = None,
+    name: str = "",
 ) -> tuple[ArtifactRef, ArtifactRef]:
     """The cold-start policy trained for the rounds' steps on the cold-start data only.
 
     Same schedule, same number of training runs: what the rounds add beyond training longer.
+    ``name`` tells a second control (another training seed, say) apart in progress and labels.
     """
+    suffix = f" {name}" if name else ""
     policy = start.checkpoint
     for round_index in range(1, config.rounds + 1):
         policy = run(
             "train",
             round_train(config, steps, round_index),
             {"model": policy, "selection": [start.demonstrations]},
-            f"train control {round_index}",
+            f"train control{suffix} {round_index}",
         )
-    return policy, evaluate(run, config, policy, task_set, "evaluate control")
+    return policy, evaluate(run, config, policy, task_set, f"evaluate control{suffix}")

@@ -503,3 +503,25 @@ def test_rounds_trained_from_the_start_take_every_round_s_steps_so_far(monkeypat
     assert config_from_args(parser.parse_args(["run", "--train-from", "start"]), dests).train_from == "start"
     with pytest.raises(Exception, match="train_from"):
         PipelineConfig.model_validate({"train_from": "scratch"})
+
+
+def test_the_control_arm_trains_the_cold_start_on_its_demonstrations_only(monkeypatch):
+    """As many runs and steps as the rounds, on the cold-start data alone; a named control (another
+    training seed) keeps its own labels and its config's seed."""
+    import flows.recipe as recipe
+
+    monkeypatch.setattr(recipe, "evaluate", lambda run, config, policy, task_set, label: (policy, label))
+    calls = []
+
+    def run(stage, config, inputs, label):
+        calls.append((stage, inputs["model"], inputs["selection"], config.max_steps, config.seed, label))
+        return f"{label} policy"
+
+    start = recipe.ColdStart("demos", "cold start", "cold evaluation")
+    config = PipelineConfig.model_validate({"rounds": 2, "train": {"seed": 7}})
+    policy, evaluation = recipe.control_arm(run, config, start, None, [64, 32], "seed 7")
+    assert calls == [
+        ("train", "cold start", ["demos"], 64, 7, "train control seed 7 1"),
+        ("train", "train control seed 7 1 policy", ["demos"], 32, 7, "train control seed 7 2"),
+    ]
+    assert evaluation == (policy, "evaluate control seed 7") and policy == "train control seed 7 2 policy"
