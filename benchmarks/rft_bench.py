@@ -10,9 +10,11 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
    pool that has no demonstration (``--all-tasks``: on every one), the reference judge rates every
    step, selection keeps correct well-rated trajectories (hard tasks oversampled, each bucket
    weighted as in the pool), and the policy trains on
-   everything kept so far plus the cold-start demonstrations, at the rounds' low flat learning rate;
+   everything kept so far plus the cold-start demonstrations, at the rounds' low flat learning rate
+   (``--train-from start``: the cold start trains on it afresh, for every round's steps so far);
 4. **control**: the cold-start policy trained for the same runs and steps on the cold-start
-   demonstrations only — what the rounds add beyond training longer.
+   demonstrations only — what the rounds add beyond training longer (``--control-seeds``: again
+   with other training seeds, to see how far training noise alone moves a score).
 
 Every policy is scored on ``--eval-tasks`` held-out tasks (no fact, root, answer or named entity
 shared with training; at least half hard) greedily, with a 95% bootstrap interval and per bucket.
