@@ -339,7 +339,8 @@ def run_rounds(
     """
     oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
     training = list(carried or [])
-    start = policy
+    start, restart = policy, config.train_from == "start"
+    train_config = restart_train if restart else round_train
     results = []
     for round_index in range(1, config.rounds + 1):
         trajectories = collect(run, config, policy, task_set, round_index, carried)
@@ -347,10 +348,9 @@ def run_rounds(
             run, config, task_set, trajectories, oracle, round_index, carried=training
         )
         training.append(selection)
-        restart = config.train_from == "start"
         policy = run(
             "train",
-            restart_train(config, steps, round_index) if restart else round_train(config, steps, round_index),
+            train_config(config, steps, round_index),
             {"model": start if restart else policy, "selection": list(training)},
             f"train r{round_index}",
         )
