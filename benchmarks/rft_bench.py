@@ -14,7 +14,9 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
    (``--train-from start``: the cold start trains on it afresh, for every round's steps so far);
 4. **control**: the cold-start policy trained for the same runs and steps on the cold-start
    demonstrations only — what the rounds add beyond training longer (``--control-seeds``: again
-   with other training seeds, to see how far training noise alone moves a score).
+   with other training seeds, to see how far training noise alone moves a score; ``--round-seeds``:
+   the rounds' training again with other seeds on the same kept trajectories, so that both sides of
+   the comparison are a mean over seeds).
 
 Every policy is scored on ``--eval-tasks`` held-out tasks (no fact, root, answer or named entity
 shared with training; at least half hard) greedily, with a 95% bootstrap interval and per bucket.
@@ -209,20 +211,33 @@ def main() -> None:
         "the data order changes, nothing else) and score each: how far training noise alone moves a score",
     )
     parser.add_argument(
+        "--round-seeds",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="after the timed run, also train the rounds again with these training seeds on the same kept "
+        "trajectories (comma-separated) and score round 2 of each: the rounds' training noise",
+    )
+    parser.add_argument(
         "--old-recipe-arm",
         action="store_true",
         help="after the timed run, also train round 1 the way rounds used to be trained (warm-up and cosine "
         "at 2e-4 on this round's selection alone, steps rated 2 kept, oracle fallback) and score it",
     )
     args = parser.parse_args()
-    if 0 in args.control_seeds or len(set(args.control_seeds)) < len(args.control_seeds):
-        parser.error(
-            f"--control-seeds: seeds other than the control arm's 0, each once, not {args.control_seeds}"
-        )
+    for flag, seeds in (("--control-seeds", args.control_seeds), ("--round-seeds", args.round_seeds)):
+        if 0 in seeds or len(set(seeds)) < len(seeds):
+            parser.error(f"{flag}: seeds other than the timed run's 0, each once, not {seeds}")
     if len(args.round_steps) not in (1, 2):
         parser.error(f"--round-steps: one count, or one for each of the 2 rounds, not {args.round_steps}")
 
-    from flows.recipe import build_task_set, control_arm, evaluate, round_one_policy, run_rounds
+    from flows.recipe import (
+        build_task_set,
+        control_arm,
+        evaluate,
+        retrained_rounds,
+        round_one_policy,
+        run_rounds,
+    )
     from flows.report import round_entry
     from flows.stages import local_stage_runner
     from storage.schemas import EvalRow
@@ -260,6 +275,14 @@ def main() -> None:
             entries[f"control_seed_{seed}"] = round_entry(
                 f"control seed {seed}", seeded_eval, None, seeded_policy, held_out_ref
             )
+        for seed in args.round_seeds:
+            seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            seeded_policy, seeded_eval = retrained_rounds(
+                run, seeded, start, task_set, rounds, steps, f"seed {seed}"
+            )
+            entries[f"round_2_seed_{seed}"] = round_entry(
+                f"round 2 seed {seed}", seeded_eval, None, seeded_policy, held_out_ref
+            )
 
     held_out = load_tasks(task_set.tasks, "eval")
     store = run.store
@@ -286,6 +309,11 @@ def main() -> None:
 
     cold = entries["cold_start"]
     controls = ["control", *(f"control_seed_{seed}" for seed in args.control_seeds)]
+    round_2s = ["round_2", *(f"round_2_seed_{seed}" for seed in args.round_seeds)]
+
+    def mean_pass(keys: list[str]) -> float:
+        return round(sum(entries[k].summary.pass_at_1 for k in keys) / len(keys), 4)
+
     result = {
         "pass1_by_round": {k: round(e.summary.pass_at_1, 4) for k, e in by_round.items()},
         "pass1_control": round(entries["control"].summary.pass_at_1, 4),
@@ -295,7 +323,14 @@ def main() -> None:
             for seed in args.control_seeds
         },
         # the control over every seed trained (seed 0 is the control arm above)
-        "pass1_control_mean": round(sum(entries[k].summary.pass_at_1 for k in controls) / len(controls), 4),
+        "pass1_control_mean": mean_pass(controls),
+        # the rounds trained again with other seeds on the same kept trajectories
+        "pass1_round_2_by_seed": {
+            str(seed): round(entries[f"round_2_seed_{seed}"].summary.pass_at_1, 4)
+            for seed in args.round_seeds
+        },
+        # round 2 over every seed trained (seed 0 is round 2 above)
+        "pass1_round_2_mean": mean_pass(round_2s),
         "pass1_old_recipe_round_1": (
             round(entries["old_recipe_round_1"].summary.pass_at_1, 4)
             if "old_recipe_round_1" in entries
@@ -336,6 +371,14 @@ def main() -> None:
                 f"round_2_vs_control_seed_{seed}": paired(f"control_seed_{seed}", "round_2")
                 for seed in args.control_seeds
             },
+            # each retrained round 2 against the control trained with the same seed, where there is one
+            **{
+                f"round_2_seed_{seed}_vs_control_seed_{seed}": paired(
+                    f"control_seed_{seed}", f"round_2_seed_{seed}"
+                )
+                for seed in args.round_seeds
+                if seed in args.control_seeds
+            },
         },
         "eval_tasks": len(held_out),
         "hard_share": round(sum(b.hard for b in map(_bucket, held_out)) / len(held_out), 4),
@@ -349,6 +392,8 @@ def main() -> None:
         "round_steps": args.round_steps if len(args.round_steps) > 1 else args.round_steps[0],
         "round_lr": args.round_lr,
         "train_from": args.train_from,
+        "round_seeds": [0, *args.round_seeds],
+        "control_seeds": [0, *args.control_seeds],
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,
         "balance_training": args.balance_training,
@@ -367,6 +412,12 @@ def main() -> None:
         # judged only when the control was trained with more than one seed
         "round_2_ge_control_mean_plus_3": (
             passes["round_2"] >= result["pass1_control_mean"] + 0.03 if args.control_seeds else None
+        ),
+        # judged only when both sides were trained with more than one seed
+        "round_2_mean_ge_control_mean_plus_3": (
+            result["pass1_round_2_mean"] >= result["pass1_control_mean"] + 0.03
+            if args.control_seeds and args.round_seeds
+            else None
         ),
         "within_40_minutes": minutes <= 40 if not reused else None,
     }

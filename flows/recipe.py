@@ -339,24 +339,38 @@ def run_rounds(
     """
     oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
     training = list(carried or [])
-    start, restart = policy, config.train_from == "start"
-    train_config = restart_train if restart else round_train
-    results = []
+    start, results = policy, []
     for round_index in range(1, config.rounds + 1):
         trajectories = collect(run, config, policy, task_set, round_index, carried)
         annotations, selection = annotate_and_select(
             run, config, task_set, trajectories, oracle, round_index, carried=training
         )
         training.append(selection)
-        policy = run(
-            "train",
-            train_config(config, steps, round_index),
-            {"model": start if restart else policy, "selection": list(training)},
-            f"train r{round_index}",
+        policy = train_round(
+            run, config, steps, round_index, start, policy, training, f"train r{round_index}"
         )
         evaluation = evaluate(run, config, policy, task_set, f"evaluate r{round_index}")
         results.append(RoundResult(trajectories, annotations, selection, policy, evaluation))
     return results
+
+
+def train_round(
+    run: StageRunner,
+    config: PipelineConfig,
+    steps: list[int] | None,
+    round_index: int,
+    start: ArtifactRef,
+    previous: ArtifactRef,
+    training: list[ArtifactRef],
+    label: str,
+) -> ArtifactRef:
+    """Round ``round_index``'s policy: ``previous`` trained for this round's steps on every selection
+    so far, or with ``config.train_from == "start"``, ``start`` trained afresh for every round's steps."""
+    if config.train_from == "start":
+        model, train_config = start, restart_train(config, steps, round_index)
+    else:
+        model, train_config = previous, round_train(config, steps, round_index)
+    return run("train", train_config, {"model": model, "selection": list(training)}, label)
 
 
 def round_train(config: PipelineConfig, steps: list[int] | None, round_index: int) -> TrainConfig:
@@ -397,3 +411,30 @@ def control_arm(
             f"train control{suffix} {round_index}",
         )
     return policy, evaluate(run, config, policy, task_set, f"evaluate control{suffix}")
+
+
+def retrained_rounds(
+    run: StageRunner,
+    config: PipelineConfig,
+    start: ColdStart,
+    task_set: TaskSet,
+    rounds: list[RoundResult],
+    steps: list[int] | None = None,
+    name: str = "",
+) -> tuple[ArtifactRef, ArtifactRef]:
+    """The rounds' training done again under ``config.train`` (another training seed, say) on the same
+    kept trajectories, and the last round's policy scored.
+
+    The control arm's question asked of the rounds: how far training noise alone moves their score.
+    What the rounds collected is held fixed, so only training varies, as it does between controls; with
+    the rounds' own config every call is the rounds' own cached training.
+    """
+    suffix = f" {name}" if name else ""
+    training, policy = [start.demonstrations], start.checkpoint
+    for round_index, result in enumerate(rounds, 1):
+        training.append(result.selection)
+        if config.train_from == "start" and round_index < len(rounds):
+            continue  # afresh, only the last round's training makes the policy scored
+        label = f"train r{round_index}{suffix}"
+        policy = train_round(run, config, steps, round_index, start.checkpoint, policy, training, label)
+    return policy, evaluate(run, config, policy, task_set, f"evaluate r{len(rounds)}{suffix}")

@@ -525,3 +525,45 @@ def test_the_control_arm_trains_the_cold_start_on_its_demonstrations_only(monkey
         ("train", "train control seed 7 1 policy", ["demos"], 32, 7, "train control seed 7 2"),
     ]
     assert evaluation == (policy, "evaluate control seed 7") and policy == "train control seed 7 2 policy"
+
+
+@pytest.mark.parametrize("train_from", ["previous", "start"])
+def test_rounds_retrained_with_another_seed_train_as_the_rounds_did_on_what_they_kept(
+    monkeypatch, train_from
+):
+    """The same training calls as the rounds' own (the same cached artifacts under the rounds' config),
+    on the same selections, under the retraining config's seed and labels of its own; nothing is
+    collected again."""
+    import flows.recipe as recipe
+
+    monkeypatch.setattr(recipe, "collect", lambda *a, **k: "rollouts")
+    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept r{a[5]}"))
+    monkeypatch.setattr(recipe, "evaluate", lambda run, config, policy, task_set, label: (policy, label))
+
+    def recorder(calls):
+        def run(stage, config, inputs, label):
+            calls.append((inputs["model"], inputs["selection"], config.max_steps, config.seed))
+            return f"policy {len(calls)} of seed {config.seed}"
+
+        return run
+
+    config = PipelineConfig.model_validate({"rounds": 2, "train_from": train_from})
+    own = []
+    rounds = recipe.run_rounds(recorder(own), config, "cold start", None, ["demos"], [64, 32])
+    start = recipe.ColdStart("demos", "cold start", "cold evaluation")
+    again = []
+    retrained = recipe.retrained_rounds(recorder(again), config, start, None, rounds, [64, 32])
+    # afresh, only round 2's training makes the policy scored
+    assert again == (own if train_from == "previous" else own[1:])
+    seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 3})})
+    calls = []
+    policy, (scored, label) = recipe.retrained_rounds(
+        recorder(calls), seeded, start, None, rounds, [64, 32], "seed 3"
+    )
+    assert [(model, selection, steps) for model, selection, steps, _ in calls] == [
+        (model if model == "cold start" else "policy 1 of seed 3", selection, steps)
+        for model, selection, steps, _ in again
+    ]
+    assert {seed for *_, seed in calls} == {3} and scored == policy and label == "evaluate r2 seed 3"
+    assert calls[-1][1] == ["demos", "kept r1", "kept r2"]
+    assert retrained[0] == f"policy {len(again)} of seed 0"
