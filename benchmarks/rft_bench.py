@@ -113,6 +113,11 @@ def bench_config(args):
     )
 
 
+def int_list(text: str) -> list[int]:
+    """A comma-separated list of integers, as the per-round and per-seed flags take them."""
+    return [int(n) for n in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", default=".trailforge-rft")
@@ -187,7 +192,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--round-steps",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=[64],
         help="steps per round and per control run (64 at batch 2: most of round 1's training set once); "
         "one count per round, comma-separated (64,140), gives a later round, which trains on more, more",
@@ -205,14 +210,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--control-seeds",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=[],
         help="after the timed run, also train the control arm with these training seeds (comma-separated; "
         "the data order changes, nothing else) and score each: how far training noise alone moves a score",
     )
     parser.add_argument(
         "--round-seeds",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=int_list,
         default=[],
         help="after the timed run, also train the rounds again with these training seeds on the same kept "
         "trajectories (comma-separated) and score round 2 of each: the rounds' training noise",
