@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.schemas import Failure, Trajectory
+from storage.schemas import Failure, JudgeFamily, Judgement, Task, Trajectory
 from tasks.judge.parsing import JudgeOutputError
 
 REASK = (
@@ -91,3 +91,31 @@ def failure(trajectory: Trajectory, family: str, asked: Asked, step: int | str =
         raw_output=separator.join(asked.replies),
         attempts=len(asked.replies),
     )
+
+
+def judgements(
+    model: JudgeModel,
+    family: JudgeFamily,
+    items: list[tuple[Trajectory, Task]],
+    results: list[Asked],
+    verdict: Callable[[Task, Any], dict[str, Any]],
+) -> tuple[dict[str, Judgement], list[Failure]]:
+    """Each item's reply as a judgement, or as a failure holding every raw reply: never a silent gap.
+
+    ``verdict`` turns a parsed reply into the family's fields (its score and whatever else it keeps).
+    """
+    judged, failures = {}, []
+    for (t, task), asked in zip(items, results, strict=True):
+        if not asked.ok:
+            failures.append(failure(t, family, asked))
+            continue
+        judged[t.id] = Judgement(
+            trajectory_id=t.id,
+            task_id=task.id,
+            judge=model.name,
+            family=family,
+            raw=asked.replies[-1],
+            attempts=len(asked.replies),
+            **verdict(task, asked.value),
+        )
+    return judged, failures

@@ -6,7 +6,7 @@ For answers that exact match and token F1 under-credit (a paraphrase, another va
 from __future__ import annotations
 
 from storage.schemas import Failure, Judgement, Task, Trajectory
-from tasks.judge.asking import JudgeModel, failure
+from tasks.judge.asking import JudgeModel, judgements
 from tasks.judge.parsing import parse_outcome
 
 OUTCOME_SYSTEM = (
@@ -28,18 +28,5 @@ def judge_outcomes(
     results = model.ask(
         [outcome_messages(task, prediction) for _, task, prediction in items], [parse_outcome] * len(items)
     )
-    judged, failures = {}, []
-    for (t, task, _), asked in zip(items, results, strict=True):
-        if not asked.ok:
-            failures.append(failure(t, "outcome", asked))
-            continue
-        judged[t.id] = Judgement(
-            trajectory_id=t.id,
-            task_id=task.id,
-            judge=model.name,
-            family="outcome",
-            score=float(asked.value),
-            raw=asked.replies[-1],
-            attempts=len(asked.replies),
-        )
-    return judged, failures
+    pairs = [(t, task) for t, task, _ in items]
+    return judgements(model, "outcome", pairs, results, lambda _, correct: {"score": float(correct)})

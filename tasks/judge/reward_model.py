@@ -9,7 +9,7 @@ critique is checked against the gold answer and its aliases; one that names it i
 from __future__ import annotations
 
 from storage.schemas import Failure, Judgement, Step, Task, Trajectory
-from tasks.judge.asking import JudgeModel, failure
+from tasks.judge.asking import JudgeModel, judgements
 from tasks.judge.parsing import DATA_RULE, ProcessVerdict, parse_process
 from tasks.judge.prompts import trajectory_text
 from tasks.judge.reference import leaks_answer
@@ -31,21 +31,14 @@ def rrm_messages(question: str, steps: list[Step]) -> list[dict]:
     return [{"role": "system", "content": RRM_SYSTEM}, {"role": "user", "content": user}]
 
 
-def process_judgement(
-    trajectory: Trajectory, task: Task, judge: str, verdict: ProcessVerdict, raw: str, attempts: int
-) -> Judgement:
-    return Judgement(
-        trajectory_id=trajectory.id,
-        task_id=task.id,
-        judge=judge,
-        family="process",
-        score=verdict.score,
-        think=verdict.think,
-        critique=verdict.critique,
-        leaks_answer=leaks_answer(verdict.critique, task),
-        raw=raw,
-        attempts=attempts,
-    )
+def process_fields(task: Task, verdict: ProcessVerdict) -> dict:
+    """Agent-RRM's score, its analysis, and the critique the agent will read, checked for the answer."""
+    return {
+        "score": verdict.score,
+        "think": verdict.think,
+        "critique": verdict.critique,
+        "leaks_answer": leaks_answer(verdict.critique, task),
+    }
 
 
 def judge_process(
@@ -54,12 +47,4 @@ def judge_process(
     results = model.ask(
         [rrm_messages(task.question, t.steps) for t, task in items], [parse_process] * len(items)
     )
-    judged, failures = {}, []
-    for (t, task), asked in zip(items, results, strict=True):
-        if asked.ok:
-            judged[t.id] = process_judgement(
-                t, task, model.name, asked.value, asked.replies[-1], len(asked.replies)
-            )
-        else:
-            failures.append(failure(t, "process", asked))
-    return judged, failures
+    return judgements(model, "process", items, results, process_fields)

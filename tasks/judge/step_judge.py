@@ -13,7 +13,7 @@ from functools import partial
 from typing import Literal
 
 from storage.schemas import Failure, Judgement, Task, Trajectory
-from tasks.judge.asking import JudgeModel, failure
+from tasks.judge.asking import JudgeModel, failure, judgements
 from tasks.judge.parsing import DATA_RULE, StepVerdict, parse_step_verdict, parse_step_verdicts
 from tasks.judge.prompts import step_block, trajectory_text
 
@@ -54,24 +54,31 @@ def step_messages(question: str, trajectory: Trajectory, index: int) -> list[dic
     return [{"role": "system", "content": STEP_SYSTEM}, {"role": "user", "content": user}]
 
 
-def _judgement(trajectory: Trajectory, judge: str, verdicts: list[StepVerdict], raw: str, attempts: int):
+def step_fields(verdicts: list[StepVerdict]) -> dict:
+    """SRR-Judge's ratings as a judgement's fields: the mean rating scaled to [0, 1], and the rewrites."""
     ratings = [v.rating for v in verdicts]
     refined = [
         {"step": i, "thought": v.refined_thought, "action": v.refined_action}
         for i, v in enumerate(verdicts)
         if v.refined_action
     ]
+    return {
+        "score": (sum(ratings) / len(ratings) - 1) / 4 if ratings else 0.0,
+        "step_ratings": ratings,
+        "explanations": [v.explanation for v in verdicts],
+        "refined_json": json.dumps(refined),
+    }
+
+
+def _judgement(trajectory: Trajectory, judge: str, verdicts: list[StepVerdict], raw: str, attempts: int):
     return Judgement(
         trajectory_id=trajectory.id,
         task_id=trajectory.task_id,
         judge=judge,
         family="step",
-        score=(sum(ratings) / len(ratings) - 1) / 4 if ratings else 0.0,
-        step_ratings=ratings,
-        explanations=[v.explanation for v in verdicts],
-        refined_json=json.dumps(refined),
         raw=raw,
         attempts=attempts,
+        **step_fields(verdicts),
     )
 
 
@@ -90,12 +97,10 @@ def judge_steps(
             [trajectory_messages(task.question, t) for t, task in asked_for],
             [partial(parse_step_verdicts, n_steps=len(t.steps)) for t, _ in asked_for],
         )
-        for (t, _), asked in zip(asked_for, results, strict=True):
-            if asked.ok:
-                judged[t.id] = _judgement(t, model.name, asked.value, asked.replies[-1], len(asked.replies))
-            else:
-                failures.append(failure(t, "step", asked))
-        return judged, failures
+        model_judged, model_failures = judgements(
+            model, "step", asked_for, results, lambda _, verdicts: step_fields(verdicts)
+        )
+        return judged | model_judged, model_failures
     calls = [(t, task, i) for t, task in asked_for for i in range(len(t.steps))]
     results = model.ask(
         [step_messages(task.question, t, i) for t, task, i in calls], [parse_step_verdict] * len(calls)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from storage.schemas import Failure, Judgement, Task, Trajectory
-from tasks.judge.asking import JudgeModel, failure
+from tasks.judge.asking import JudgeModel, judgements
 from tasks.judge.parsing import DATA_RULE, fence, parse_usefulness
 from tasks.judge.prompts import OBSERVATION_CHARS
 
@@ -56,19 +56,11 @@ def judge_usefulness(
         [usefulness_messages(task, t) for t, task, _ in asked_for],
         [partial(parse_usefulness, n_searches=n) for *_, n in asked_for],
     )
-    failures = []
-    for (t, task, _), asked in zip(asked_for, results, strict=True):
-        if not asked.ok:
-            failures.append(failure(t, "usefulness", asked))
-            continue
-        judged[t.id] = Judgement(
-            trajectory_id=t.id,
-            task_id=task.id,
-            judge=model.name,
-            family="usefulness",
-            score=sum(asked.value) / len(asked.value),
-            useful=asked.value,
-            raw=asked.replies[-1],
-            attempts=len(asked.replies),
-        )
-    return judged, failures
+    model_judged, failures = judgements(
+        model,
+        "usefulness",
+        [(t, task) for t, task, _ in asked_for],
+        results,
+        lambda _, useful: {"score": sum(useful) / len(useful), "useful": useful},
+    )
+    return judged | model_judged, failures
