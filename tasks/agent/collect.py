@@ -105,6 +105,12 @@ def unsolved(tasks: list[Task], sampled: list[ArtifactRef], below: int) -> list[
     return [t for t in tasks if t.id in seen and right[t.id] < below]
 
 
+def shard_label(config: ShardConfig) -> str:
+    """What a shard's progress bar says: a resampling shard is told from the first pass it resamples."""
+    label = f"collect shard {config.shard_index + 1}"
+    return f"{label}, resampled" if config.resample_below is not None else label
+
+
 def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: ArtifactStore) -> None:
     tasks = load_tasks(inputs["tasks"], config.split)
     if config.skip_demonstrated:
@@ -131,7 +137,7 @@ def produce_shard(work: Path, config: ShardConfig, inputs: Inputs, store: Artifa
         policy_name=policy_name,
         first_sample_index=config.first_sample_index,
         stage="collect-shard",
-        progress=f"collect shard {config.shard_index + 1}",
+        progress=shard_label(config),
     )
     write_table(work, trajectories)
     if failures:
