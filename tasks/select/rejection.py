@@ -238,6 +238,18 @@ def select_with_counts(
     return chosen, removed
 
 
+def underweight(weight: Counter[str], pool: Counter[str]) -> dict[str, float]:
+    """Per group with weight, its share of the pool over its share of the training weight: above 1
+    where training underweights it against the pool."""
+    pool_total, total = sum(pool.values()), sum(weight.values())
+    return {group: (pool[group] / pool_total) / (w / total) for group, w in weight.items() if w}
+
+
+def raised_copies(copies: int, factor: float, max_copies: int) -> int:
+    """Copies scaled by ``factor``, capped at ``max_copies``, and never lowered: nothing kept is dropped."""
+    return max(copies, min(round(copies * factor), max_copies))
+
+
 def balanced(
     chosen: list[Selection], pool: list[str], buckets: dict[str, str], max_copies: int
 ) -> list[Selection]:
@@ -247,20 +259,14 @@ def balanced(
     of the tasks the policy was sampled on. Copies are only ever raised (a bucket over its share keeps
     what it has), so no kept trajectory is dropped.
     """
-    pool_share = Counter(buckets[task] for task in pool)
     weight = Counter()
     for s in chosen:
         weight[buckets[s.task_id]] += s.copies
-    total = sum(weight.values())
-    if not total:
+    if not sum(weight.values()):
         return chosen
-    factor = {
-        bucket: (pool_share[bucket] / len(pool)) / (kept / total) for bucket, kept in weight.items() if kept
-    }
+    factor = underweight(weight, Counter(buckets[task] for task in pool))
     return [
-        s.model_copy(
-            update={"copies": max(s.copies, min(round(s.copies * factor[buckets[s.task_id]]), max_copies))}
-        )
+        s.model_copy(update={"copies": raised_copies(s.copies, factor[buckets[s.task_id]], max_copies)})
         for s in chosen
     ]
 
@@ -294,14 +300,13 @@ def rebalanced(
         weight[kinds[row[tid].task_id]] += n
     if not weight:
         return chosen
-    pool, total = Counter(kinds.values()), sum(weight.values())
-    factor = {kind: (pool[kind] / len(kinds)) / (w / total) for kind, w in weight.items()}
+    factor = underweight(weight, Counter(kinds.values()))
     most_over = min(factor.values())
 
     def raised(s: Selection) -> int:
         if s.task_id not in kinds:
             return s.copies
-        return max(s.copies, min(round(s.copies * factor[kinds[s.task_id]] / most_over), max_copies))
+        return raised_copies(s.copies, factor[kinds[s.task_id]] / most_over, max_copies)
 
     out = [s.model_copy(update={"copies": raised(s)}) for s in chosen]
     mine = {s.trajectory_id for s in chosen}
