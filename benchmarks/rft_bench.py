@@ -16,7 +16,8 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
    demonstrations only — what the rounds add beyond training longer (``--control-seeds``: again
    with other training seeds, to see how far training noise alone moves a score; ``--round-seeds``:
    the rounds' training again with other seeds on the same kept trajectories, so that both sides of
-   the comparison are a mean over seeds).
+   the comparison are a mean over seeds; ``--rollout-seeds``: round 2 drawn again, new rollouts from
+   the same round-1 policy, for the rounds' rollout noise).
 
 Every policy is scored on ``--eval-tasks`` held-out tasks (no fact, root, answer or named entity
 shared with training; at least half hard) greedily, with a 95% bootstrap interval and per bucket.
@@ -223,13 +224,26 @@ def main() -> None:
         "trajectories (comma-separated) and score round 2 of each: the rounds' training noise",
     )
     parser.add_argument(
+        "--rollout-seeds",
+        type=int_list,
+        default=[],
+        help="after the timed run, also draw round 2 again with these collection seeds (comma-separated): "
+        "new rollouts from the same round-1 policy, selected, trained and scored as round 2 was: the "
+        "noise of the rounds' rollouts, which --round-seeds holds fixed",
+    )
+    parser.add_argument(
         "--old-recipe-arm",
         action="store_true",
         help="after the timed run, also train round 1 the way rounds used to be trained (warm-up and cosine "
         "at 2e-4 on this round's selection alone, steps rated 2 kept, oracle fallback) and score it",
     )
     args = parser.parse_args()
-    for flag, seeds in (("--control-seeds", args.control_seeds), ("--round-seeds", args.round_seeds)):
+    seed_flags = (
+        ("--control-seeds", args.control_seeds),
+        ("--round-seeds", args.round_seeds),
+        ("--rollout-seeds", args.rollout_seeds),
+    )
+    for flag, seeds in seed_flags:
         if 0 in seeds or len(set(seeds)) < len(seeds):
             parser.error(f"{flag}: seeds other than the timed run's 0, each once, not {seeds}")
     if len(args.round_steps) not in (1, 2):
@@ -239,6 +253,7 @@ def main() -> None:
         build_task_set,
         control_arm,
         evaluate,
+        recollected_round,
         retrained_rounds,
         round_one_policy,
         run_rounds,
@@ -288,6 +303,19 @@ def main() -> None:
             entries[f"round_2_seed_{seed}"] = round_entry(
                 f"round 2 seed {seed}", seeded_eval, None, seeded_policy, held_out_ref
             )
+        drawn = {}
+        for seed in args.rollout_seeds:
+            reseeded = config.model_copy(update={"collect": config.collect.model_copy(update={"seed": seed})})
+            drawn[seed] = recollected_round(
+                run, reseeded, start, task_set, rounds, steps, f"rollout seed {seed}"
+            )
+            entries[f"round_2_rollout_seed_{seed}"] = round_entry(
+                f"round 2 rollout seed {seed}",
+                drawn[seed].evaluation,
+                drawn[seed].selection,
+                drawn[seed].checkpoint,
+                held_out_ref,
+            )
 
     held_out = load_tasks(task_set.tasks, "eval")
     store = run.store
@@ -336,6 +364,11 @@ def main() -> None:
         },
         # round 2 over every seed trained (seed 0 is round 2 above)
         "pass1_round_2_mean": mean_pass(round_2s),
+        # round 2 drawn again: new rollouts (collection seed N) from the same round-1 policy
+        "pass1_round_2_by_rollout_seed": {
+            str(seed): round(entries[f"round_2_rollout_seed_{seed}"].summary.pass_at_1, 4)
+            for seed in args.rollout_seeds
+        },
         "pass1_old_recipe_round_1": (
             round(entries["old_recipe_round_1"].summary.pass_at_1, 4)
             if "old_recipe_round_1" in entries
@@ -351,7 +384,8 @@ def main() -> None:
             if e.filters
         },
         "resampled_by_round": {
-            f"round_{i}": resampled(result, args.samples) for i, result in enumerate(rounds, 1)
+            **{f"round_{i}": resampled(result, args.samples) for i, result in enumerate(rounds, 1)},
+            **{f"round_2_rollout_seed_{seed}": resampled(d, args.samples) for seed, d in drawn.items()},
         },
         "training_loss_by_round": {
             k: [round(e.training["first_loss"], 4), round(e.training["last_loss"], 4)]
@@ -384,6 +418,12 @@ def main() -> None:
                 for seed in args.round_seeds
                 if seed in args.control_seeds
             },
+            # round 2 drawn again against the control arm, and against the first draw
+            **{
+                f"round_2_rollout_seed_{seed}_vs_{other}": paired(other, f"round_2_rollout_seed_{seed}")
+                for seed in args.rollout_seeds
+                for other in ("control", "round_2")
+            },
         },
         "eval_tasks": len(held_out),
         "hard_share": round(sum(b.hard for b in map(_bucket, held_out)) / len(held_out), 4),
@@ -399,6 +439,7 @@ def main() -> None:
         "train_from": args.train_from,
         "round_seeds": [0, *args.round_seeds],
         "control_seeds": [0, *args.control_seeds],
+        "rollout_seeds": [0, *args.rollout_seeds],
         "balance_buckets": not args.no_balance,
         "refined_targets": args.refined_targets,
         "balance_training": args.balance_training,

@@ -341,17 +341,41 @@ def run_rounds(
     training = list(carried or [])
     start, results = policy, []
     for round_index in range(1, config.rounds + 1):
-        trajectories = collect(run, config, policy, task_set, round_index, carried)
-        annotations, selection = annotate_and_select(
-            run, config, task_set, trajectories, oracle, round_index, carried=training
+        result = one_round(
+            run, config, task_set, round_index, start, policy, carried, training, oracle, steps
         )
-        training.append(selection)
-        policy = train_round(
-            run, config, steps, round_index, start, policy, training, f"train r{round_index}"
-        )
-        evaluation = evaluate(run, config, policy, task_set, f"evaluate r{round_index}")
-        results.append(RoundResult(trajectories, annotations, selection, policy, evaluation))
+        training.append(result.selection)
+        policy = result.checkpoint
+        results.append(result)
     return results
+
+
+def one_round(
+    run: StageRunner,
+    config: PipelineConfig,
+    task_set: TaskSet,
+    round_index: int,
+    start: ArtifactRef,
+    policy: ArtifactRef,
+    carried: list[ArtifactRef] | None,
+    training: list[ArtifactRef],
+    oracle: ArtifactRef | None,
+    steps: list[int] | None,
+    name: str = "",
+) -> RoundResult:
+    """Round ``round_index`` from ``policy``: collect, annotate, select, train on ``training`` and what
+    it kept, evaluate. ``name`` tells a second draw of the round apart in labels."""
+    suffix = f" {name}" if name else ""
+    trajectories = collect(run, config, policy, task_set, round_index, carried)
+    annotations, selection = annotate_and_select(
+        run, config, task_set, trajectories, oracle, f"r{round_index}{suffix}", carried=training
+    )
+    label = f"r{round_index}{suffix}"
+    policy = train_round(
+        run, config, steps, round_index, start, policy, [*training, selection], f"train {label}"
+    )
+    evaluation = evaluate(run, config, policy, task_set, f"evaluate {label}")
+    return RoundResult(trajectories, annotations, selection, policy, evaluation)
 
 
 def train_round(
@@ -438,3 +462,37 @@ def retrained_rounds(
         label = f"train r{round_index}{suffix}"
         policy = train_round(run, config, steps, round_index, start.checkpoint, policy, training, label)
     return policy, evaluate(run, config, policy, task_set, f"evaluate r{len(rounds)}{suffix}")
+
+
+def recollected_round(
+    run: StageRunner,
+    config: PipelineConfig,
+    start: ColdStart,
+    task_set: TaskSet,
+    rounds: list[RoundResult],
+    steps: list[int] | None = None,
+    name: str = "",
+) -> RoundResult:
+    """The last round drawn again under ``config.collect.seed`` (another sampling seed, say): from the
+    same previous policy, with the same earlier rounds' selections carried, its rollouts new.
+
+    Retrained rounds hold the rollouts fixed; this is the other half of a round's noise, what drawing
+    its rollouts again moves. Under the rounds' own config it is the last round's own cached stages.
+    """
+    earlier = rounds[:-1]
+    policy = earlier[-1].checkpoint if earlier else start.checkpoint
+    training = [start.demonstrations, *(r.selection for r in earlier)]
+    oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
+    return one_round(
+        run,
+        config,
+        task_set,
+        len(rounds),
+        start.checkpoint,
+        policy,
+        [start.demonstrations],
+        training,
+        oracle,
+        steps,
+        name,
+    )

@@ -472,7 +472,7 @@ def test_rounds_trained_from_the_start_take_every_round_s_steps_so_far(monkeypat
     monkeypatch.setattr(
         recipe, "collect", lambda run, config, policy, *a, **k: collected_with.append(policy) or "rollouts"
     )
-    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept r{a[5]}"))
+    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept {a[5]}"))
     monkeypatch.setattr(recipe, "evaluate", lambda *a: "evaluation")
 
     def train_calls(train_from: str) -> list[tuple]:
@@ -537,7 +537,7 @@ def test_rounds_retrained_with_another_seed_train_as_the_rounds_did_on_what_they
     import flows.recipe as recipe
 
     monkeypatch.setattr(recipe, "collect", lambda *a, **k: "rollouts")
-    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept r{a[5]}"))
+    monkeypatch.setattr(recipe, "annotate_and_select", lambda *a, **k: ("annotations", f"kept {a[5]}"))
     monkeypatch.setattr(recipe, "evaluate", lambda run, config, policy, task_set, label: (policy, label))
 
     def recorder(calls):
@@ -567,3 +567,57 @@ def test_rounds_retrained_with_another_seed_train_as_the_rounds_did_on_what_they
     assert {seed for *_, seed in calls} == {3} and scored == policy and label == "evaluate r2 seed 3"
     assert calls[-1][1] == ["demos", "kept r1", "kept r2"]
     assert retrained[0] == f"policy {len(again)} of seed 0"
+
+
+def test_the_last_round_drawn_again_collects_anew_from_the_same_earlier_rounds(monkeypatch):
+    """Under the rounds' config, the last round's own calls (its cached stages); under another
+    collection seed, new rollouts from the previous round's policy with that seed, then the same
+    training on the earlier rounds' selections plus what the new draw kept, labelled apart."""
+    import flows.recipe as recipe
+
+    collected, annotated = [], []
+
+    def collect(run, config, policy, task_set, round_index, carried):
+        collected.append((policy, round_index, config.collect.seed, carried))
+        return f"rollouts r{round_index} seed {config.collect.seed}"
+
+    def annotate_and_select(run, config, task_set, trajectories, oracle, label, carried):
+        annotated.append((trajectories, label, list(carried)))
+        return "annotations", f"kept {trajectories}"
+
+    monkeypatch.setattr(recipe, "collect", collect)
+    monkeypatch.setattr(recipe, "annotate_and_select", annotate_and_select)
+    monkeypatch.setattr(recipe, "evaluate", lambda run, config, policy, task_set, label: label)
+
+    def recorder(calls):
+        def run(stage, config, inputs, label):
+            calls.append((inputs["model"], inputs["selection"], config.max_steps, label))
+            return f"{label} policy"
+
+        return run
+
+    config = PipelineConfig.model_validate({"rounds": 2})
+    own = []
+    rounds = recipe.run_rounds(recorder(own), config, "cold start", None, ["demos"], [64, 32])
+    start = recipe.ColdStart("demos", "cold start", "cold evaluation")
+    rounds_collected, rounds_annotated = list(collected), list(annotated)
+
+    again = []
+    same = recipe.recollected_round(recorder(again), config, start, None, rounds, [64, 32])
+    assert again == own[1:] and same == rounds[-1]
+    assert collected[2:] == rounds_collected[1:] and annotated[2:] == rounds_annotated[1:]
+
+    reseeded = config.model_copy(update={"collect": config.collect.model_copy(update={"seed": 5})})
+    calls = []
+    drawn = recipe.recollected_round(recorder(calls), reseeded, start, None, rounds, [64, 32], "rollouts 5")
+    assert collected[-1] == ("train r1 policy", 2, 5, ["demos"])
+    assert annotated[-1] == ("rollouts r2 seed 5", "r2 rollouts 5", ["demos", "kept rollouts r1 seed 0"])
+    assert calls == [
+        (
+            "train r1 policy",
+            ["demos", "kept rollouts r1 seed 0", "kept rollouts r2 seed 5"],
+            32,
+            "train r2 rollouts 5",
+        )
+    ]
+    assert drawn.evaluation == "evaluate r2 rollouts 5" and drawn.selection == "kept rollouts r2 seed 5"
