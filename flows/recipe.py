@@ -365,12 +365,11 @@ def one_round(
 ) -> RoundResult:
     """Round ``round_index`` from ``policy``: collect, annotate, select, train on ``training`` and what
     it kept, evaluate. ``name`` tells a second draw of the round apart in labels."""
-    suffix = f" {name}" if name else ""
+    label = f"r{round_index} {name}" if name else f"r{round_index}"
     trajectories = collect(run, config, policy, task_set, round_index, carried)
     annotations, selection = annotate_and_select(
-        run, config, task_set, trajectories, oracle, f"r{round_index}{suffix}", carried=training
+        run, config, task_set, trajectories, oracle, label, carried=training
     )
-    label = f"r{round_index}{suffix}"
     policy = train_round(
         run, config, steps, round_index, start, policy, [*training, selection], f"train {label}"
     )
