@@ -10,12 +10,15 @@ supporting pages needs the corpus, so that happens when the run stores it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 from storage import ArtifactRef, ArtifactStore, Catalog
 from storage.ids import check_artifact_id
+from tasks.corpus.questions import QuestionsConfig, QuestionsError, QuestionsSource, pin_questions
 from tasks.corpus.user import CorpusConfig, CorpusError, content_digest, load_corpus, pin
+from tasks.stage import execute_stage
 
 
 def corpus_config(value: str) -> CorpusConfig | None:
@@ -81,7 +84,6 @@ def rebuild_dependent_tasks(
     new ``index``; a question set re-read from its file and resolved against the new pages), and
     the new set supersedes the old one in the catalog's history.
     """
-    from tasks.corpus.questions import QuestionsConfig, QuestionsSource, ingest_questions
     from tasks.synthesis.corpus_stage import CorpusSynthesisConfig
 
     rebuilt = []
@@ -103,3 +105,24 @@ def rebuild_dependent_tasks(
             catalog.record_version(edge["child"], tasks.id)
         rebuilt.append(tasks)
     return rebuilt
+
+
+StageRun = Callable[..., ArtifactRef]  # a flow's StageRunner: run(stage, config, inputs)
+
+
+def ingest_questions(
+    run: StageRun | ArtifactStore, questions: QuestionsConfig | str | Path, corpus: ArtifactRef
+) -> ArtifactRef:
+    """Check, resolve against ``corpus`` (a corpus or world artifact) and store a question set.
+
+    ``run`` is a flow's stage runner (the artifact and its edge to the corpus go into lineage) or
+    a bare store (tests, scripts). Raises QuestionsError naming every problem; nothing is stored then.
+    """
+    config = questions if isinstance(questions, QuestionsConfig) else QuestionsConfig(path=str(questions))
+    try:
+        source = pin_questions(config)
+    except CorpusError as error:  # no files at the path
+        raise QuestionsError(str(error)) from None
+    if isinstance(run, ArtifactStore):
+        return execute_stage("questions", run, source, {"corpus": corpus})
+    return run("questions", source, {"corpus": corpus})

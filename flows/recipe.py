@@ -11,13 +11,12 @@ import math
 from dataclasses import dataclass
 
 from flows.config import PipelineConfig
-from flows.corpus_source import corpus_artifact
+from flows.corpus_source import corpus_artifact, ingest_questions
 from flows.stages import StageRunner
 from storage import ArtifactRef, ArtifactStore
 from storage.ids import check_artifact_id
 from tasks.agent.collect import RESAMPLE_SEED_OFFSET, MergeConfig, ShardConfig, undemonstrated, unsolved
 from tasks.agent.oracle import OracleConfig
-from tasks.corpus.questions import ingest_questions
 from tasks.judge.annotate import AnnotateShardConfig, n_shards
 from tasks.select.demonstrations import DemonstrationsConfig
 from tasks.synthesis.corpus_stage import CorpusSynthesisConfig

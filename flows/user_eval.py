@@ -13,11 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.corpus_source import ingest_questions
 from flows.stages import StageEvent, StageRunner, local_stage_runner
 from storage import ArtifactRef
 from storage.ids import check_artifact_id
 from storage.schemas import EvalSummary
-from tasks.corpus.questions import QuestionsConfig, ingest_questions, read_questions
+from tasks.corpus.questions import QuestionsConfig, read_questions
 from tasks.corpus.user import CorpusConfig, pin
 from tasks.evaluate.summary import EvalConfig, load_summary
 from tasks.llm.engines import SPEC_FORMS

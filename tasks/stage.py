@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,25 +28,9 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
 from storage import ArtifactRef, ArtifactStore, artifact_id, canonical_json
-from storage.code_digest import code_version
-from storage.schemas import ArtifactKind
+from tasks.stage_spec import Environment, Inputs, Produce, Stage
 
-Inputs = Mapping[str, ArtifactRef | list[ArtifactRef]]
-Produce = Callable[[Path, Any, Inputs, ArtifactStore], None]
-Environment = Callable[[Any, Inputs], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    kind: ArtifactKind
-    produce: Produce
-    config_model: type[BaseModel]
-    environment: Environment | None = None  # result-shaping settings that are not parameters
-
-    @property
-    def code_version(self) -> str:
-        return code_version(self.produce.__module__)
+__all__ = ["Environment", "Inputs", "Produce", "Stage", "execute_stage", "get_stage", "run_stage"]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from flows.corpus_source import ingest_questions
 from storage.schemas import Trajectory
-from tasks.corpus.questions import QuestionsConfig, QuestionsError, ingest_questions, read_questions
+from tasks.corpus.questions import QuestionsConfig, QuestionsError, read_questions
 from tasks.corpus.user import CorpusConfig, pin
 from tasks.evaluate.summary import EvalConfig, evaluate_policy, summarize
 from tasks.search.index import IndexConfig

@@ -73,8 +73,9 @@ class AnsweringPolicy:
 # --- ids that change when results would ---------------------------------------------------------
 
 
-def _code_version(root: Path, stage: str) -> str:
-    script = f"from tasks.stage import get_stage; print(get_stage({stage!r}).code_version)"
+def _code_version(root: Path, *stages: str) -> str:
+    """The code versions of ``stages`` under the source at ``root``, one per line."""
+    script = f"from tasks.stage import get_stage\nfor s in {stages!r}: print(get_stage(s).code_version)"
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run(
         [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, check=True
@@ -95,6 +96,22 @@ def test_editing_code_a_stage_runs_changes_its_id_and_a_comment_does_not(tmp_pat
     after = _code_version(tmp_path, "annotate")
     assert after != before
     assert _code_version(tmp_path, "world") == _code_version(REPO, "world")  # does not reach outcome.py
+
+
+def test_adding_a_stage_or_changing_the_runner_keeps_every_stage_s_id(tmp_path):
+    """Stage modules import what a stage is (tasks.stage_spec), not the runner and its registry:
+    registering one more stage, or retrying on one more error, must not rebuild every store."""
+    for package in ("tasks", "storage"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    stages = ("world", "synthesize", "collect-shard", "annotate", "train", "evaluate", "questions")
+    before = _code_version(tmp_path, *stages)
+    runner = tmp_path / "tasks" / "stage.py"
+    source = runner.read_text()
+    registry = '    "world": "tasks.corpus.world:STAGE",\n'
+    assert registry in source and '"ArtifactInUse"' in source
+    source = source.replace(registry, registry + '    "my-stage": "tasks.corpus.world:STAGE",\n')
+    runner.write_text(source.replace('"ArtifactInUse"', '"ArtifactInUse", "MyTransientError"'))
+    assert _code_version(tmp_path, *stages) == before
 
 
 def test_the_same_model_path_with_new_weights_gets_a_new_id(tmp_path):

@@ -20,7 +20,7 @@ from tasks.agent.loop import AgentConfig, run_agent
 from tasks.agent.oracle import COLD_START_REASON
 from tasks.llm.engines import check_model_spec, generator_from_spec, load_engine, precision, spec_environment
 from tasks.rewards.answered import answered_right
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks, out_of_reach
 
 # The resampling pass draws with its own seed: a prompt's first draw under the first pass's seed would

@@ -25,7 +25,7 @@ from tasks.agent.environment import ToolConfig, execute_turns, tool_for
 from tasks.agent.loop import trajectory_id
 from tasks.agent.protocol import ParsedTurn, assistant_message, initial_messages, protocol_digest
 from tasks.search.tools import TOOLS_SCHEMA, SearchTool
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import fact_sentence, hop_query, load_tasks
 from tasks.synthesis.questions import answer_from_calculation
 

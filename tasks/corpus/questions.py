@@ -22,11 +22,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from storage import ArtifactRef, ArtifactStore
+from storage import ArtifactStore
 from storage.schemas import Task
 from storage.store import read_table, write_table
 from tasks.corpus.user import CorpusError, TableSource, content_digest, located_errors, read_records
-from tasks.stage import Inputs, Stage, execute_stage
+from tasks.stage_spec import Inputs, Stage
 
 USER_BUCKET = "user"
 
@@ -193,23 +193,3 @@ def produce_questions(work: Path, config: QuestionsSource, inputs: Inputs, store
 
 
 STAGE = Stage(name="questions", kind="tasks", produce=produce_questions, config_model=QuestionsSource)
-
-StageRun = Callable[..., ArtifactRef]  # a flow's StageRunner: run(stage, config, inputs)
-
-
-def ingest_questions(
-    run: StageRun | ArtifactStore, questions: QuestionsConfig | str | Path, corpus: ArtifactRef
-) -> ArtifactRef:
-    """Check, resolve against ``corpus`` (a corpus or world artifact) and store a question set.
-
-    ``run`` is a flow's stage runner (the artifact and its edge to the corpus go into lineage) or
-    a bare store (tests, scripts). Raises QuestionsError naming every problem; nothing is stored then.
-    """
-    config = questions if isinstance(questions, QuestionsConfig) else QuestionsConfig(path=str(questions))
-    try:
-        source = pin_questions(config)
-    except CorpusError as error:  # no files at the path
-        raise QuestionsError(str(error)) from None
-    if isinstance(run, ArtifactStore):
-        return execute_stage("questions", run, source, {"corpus": corpus})
-    return run("questions", source, {"corpus": corpus})

@@ -31,7 +31,7 @@ from storage import ArtifactStore
 from storage.content_digest import files_digest
 from storage.store import write_table
 from tasks.corpus.mentions import mention_triples
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 CorpusFormat = Literal["auto", "jsonl", "parquet", "csv", "hf-disk", "hf-hub"]
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}

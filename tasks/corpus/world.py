@@ -17,7 +17,7 @@ from storage import ArtifactStore
 from storage.schemas import Document, Entity, Triple
 from storage.store import write_table
 from tasks.corpus.names import NameGenerator
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 # relation -> (subject type, object type, sentence template, the words a searcher would use for it)
 RELATIONS: dict[str, tuple[str, str, str, str]] = {

@@ -15,7 +15,7 @@ from storage import ArtifactStore
 from tasks.evaluate.summary import EvalConfig, produce_evaluation
 from tasks.llm.engines import generator_from_spec
 from tasks.llm.openai_api import check_openai_spec
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 
 class ServedEvalConfig(EvalConfig):

@@ -22,7 +22,7 @@ from tasks.evaluate.buckets import BucketScore, bootstrap_interval, bucket_score
 from tasks.evaluate.recall import mean_supporting_recall, supporting_recall
 from tasks.llm.engines import load_engine, precision
 from tasks.rewards.outcome import exact_match, token_f1
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks, out_of_reach
 
 

@@ -37,7 +37,7 @@ from tasks.rewards.answered import prediction
 from tasks.rewards.combine import REWARDS, RewardInputs
 from tasks.rewards.outcome import exact_match, token_f1
 from tasks.rubrics.process import process_reward
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks
 from tasks.turns import TOOL_ACTIONS
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storage import ArtifactStore
 from storage.content_digest import directory_digest
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

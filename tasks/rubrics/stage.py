@@ -39,7 +39,7 @@ from tasks.rubrics.synthesis import DETERMINISTIC, tree_views, write_pairs
 from tasks.rubrics.tree import TreeLimits, grow_trees
 from tasks.rubrics.world_evidence import WorldExpander
 from tasks.search.tools import search_tool_for
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 SEED_TYPES = ("person", "organisation", "work", "event", "city", "country")
 

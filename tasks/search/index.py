@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage import ArtifactRef, ArtifactStore
 from storage.store import read_table, write_table
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 DENSE_FILE = "dense.npy"
 

@@ -20,7 +20,7 @@ from storage import ArtifactStore
 from storage.schemas import Selection, Task, Trajectory
 from storage.store import read_rows, write_table
 from tasks.agent.oracle import COLD_START_REASON, ORACLE
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks
 from tasks.synthesis.stage import allocate
 

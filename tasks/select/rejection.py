@@ -49,7 +49,7 @@ from storage.store import read_rows, write_table
 from tasks.agent.oracle import COLD_START_REASON, ORACLE
 from tasks.agent.protocol import assistant_message, parse_turn
 from tasks.rewards.combine import RewardName
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.evidence import load_tasks
 
 

@@ -30,7 +30,7 @@ from tasks.agent.oracle import oracle_trajectory
 from tasks.llm.engines import check_model_spec, spec_environment
 from tasks.rewards.outcome import normalize_answer
 from tasks.search.tools import search_tool_for
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.corpus_graph import CorpusGraph
 from tasks.synthesis.corpus_tasks import CORPUS_SHAPES, CorpusCandidate, sample_candidates, write_template
 from tasks.synthesis.corpus_verify import (

@@ -35,7 +35,7 @@ from tasks.agent.oracle import oracle_trajectory
 from tasks.corpus.world import WorldConfig, generate_world
 from tasks.llm.engines import check_model_spec
 from tasks.search.tools import search_tool_for
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 from tasks.synthesis.difficulty import (
     Bucket,
     describe_shapes,

@@ -20,7 +20,7 @@ from storage.schemas import Selection, Trajectory
 from storage.store import read_rows
 from tasks.llm.chat import MaskError, tokenize_for_training
 from tasks.llm.hardware import default_device, precision_name
-from tasks.stage import Inputs, Stage
+from tasks.stage_spec import Inputs, Stage
 
 
 class TrainConfig(BaseModel):
