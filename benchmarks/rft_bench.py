@@ -80,6 +80,7 @@ def bench_config(args):
                 "mix": BENCH_MIX,
                 "seed": args.seed,
             },
+            "pool": {"extra_tasks": args.extra_pool},
             "cold_start": {
                 "tasks": args.cold_start_tasks,
                 "train": {"max_steps": args.cold_start_steps, "batch_size": 2, "learning_rate": 2e-4},
@@ -131,6 +132,13 @@ def main() -> None:
         help="the training pool: the cold start's demonstrated tasks and the ones rounds sample",
     )
     parser.add_argument("--cold-start-tasks", type=int, default=64, help="pool tasks with a demonstration")
+    parser.add_argument(
+        "--extra-pool",
+        type=int,
+        default=0,
+        help="training tasks added for the rounds after the held-out split is fixed (--pool.extra-tasks): "
+        "the same world, held-out tasks, cold start and control; only the rounds change",
+    )
     parser.add_argument(
         "--cold-start-steps",
         type=int,
@@ -428,7 +436,8 @@ def main() -> None:
         "eval_tasks": len(held_out),
         "hard_share": round(sum(b.hard for b in map(_bucket, held_out)) / len(held_out), 4),
         "broadly_hard_share": round(sum(broadly_hard(t.bucket) for t in held_out) / len(held_out), 4),
-        "train_pool": args.train_tasks,
+        "train_pool": args.train_tasks + args.extra_pool,
+        "extra_pool": args.extra_pool,
         "samples_per_task": args.samples,
         "skip_demonstrated": not args.all_tasks,
         "resample": args.resample,
@@ -495,7 +504,8 @@ def old_recipe_round(run, config, start, task_set):
     from flows.report import round_entry
     from tasks.train.sft import TrainConfig
 
-    trajectories = collect(run, config, start.checkpoint, task_set, 1, [start.demonstrations])  # round 1's
+    pool = task_set.for_rounds()
+    trajectories = collect(run, config, start.checkpoint, pool, 1, [start.demonstrations])  # round 1's
     old_select = config.select.model_copy(
         update={
             "min_step_rating": 2,
@@ -505,8 +515,8 @@ def old_recipe_round(run, config, start, task_set):
             "balance_training": False,
         }
     )
-    oracle = oracle_demonstrations(run, config, task_set)
-    _, selection = annotate_and_select(run, config, task_set, trajectories, oracle, "old recipe", old_select)
+    oracle = oracle_demonstrations(run, config, pool)
+    _, selection = annotate_and_select(run, config, pool, trajectories, oracle, "old recipe", old_select)
     old_train = TrainConfig(max_steps=config.train.max_steps, batch_size=config.train.batch_size)
     policy = run(
         "train", old_train, {"model": start.checkpoint, "selection": [selection]}, "train old recipe"

@@ -104,6 +104,20 @@ def round_training() -> TrainConfig:
     return TrainConfig(max_steps=64, learning_rate=2e-5, warmup_ratio=0.0, lr_scheduler="constant")
 
 
+class PoolConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    extra_tasks: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Training tasks for the rounds beyond synthesis.train_tasks, synthesised after the "
+        "held-out split is fixed and sharing nothing with it (extend-pool): the cold start, its "
+        "demonstrations and the held-out tasks stay what they were, so the rounds of a grown pool "
+        "compare with those of the pool before it. Synthetic world only.",
+    )
+
+
 class PipelineConfig(BaseModel):
     """Everything one pipeline run depends on; equal configs give equal artifact ids."""
 
@@ -127,6 +141,7 @@ class PipelineConfig(BaseModel):
     world: WorldConfig = Field(default_factory=WorldConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     corpus_tasks: CorpusTasksConfig = Field(
         default_factory=CorpusTasksConfig, description="What tasks are read from a user corpus (with corpus)."
     )
@@ -214,4 +229,12 @@ class PipelineConfig(BaseModel):
         """A target mix the world cannot hold fails here, before any artifact is written."""
         if self.corpus is None:  # a user corpus replaces the world
             check_capacity(self.world, self.synthesis)
+            if self.pool.extra_tasks:
+                grown = self.synthesis.train_tasks + self.pool.extra_tasks
+                check_capacity(self.world, self.synthesis.model_copy(update={"train_tasks": grown}))
+        elif self.pool.extra_tasks:
+            raise ValueError(
+                "pool.extra_tasks grows the synthetic world's task pool; with a corpus, ask for more "
+                "synthesis.train_tasks instead"
+            )
         return self

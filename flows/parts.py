@@ -18,7 +18,7 @@ from flows.recipe import (
     carried_selections,
     collect,
     find_artifact,
-    oracle_demonstrations,
+    oracle_fallback,
     round_one_policy,
 )
 from flows.report import RoundReport
@@ -71,7 +71,7 @@ def collection(
         task_set = build_task_set(run, config)
         _, policy, start = round_one_policy(run, config, model_id, task_set)
         carried = carried_selections(run, policy, start)
-        trajectories = collect(run, config, policy, task_set, round_index, carried)
+        trajectories = collect(run, config, policy, task_set.for_rounds(), round_index, carried)
         return _summary(run, model=policy, trajectories=trajectories)
 
 
@@ -85,10 +85,14 @@ def annotation(config: PipelineConfig | None = None, trajectories_id: str | None
         task_set = build_task_set(run, config)
         if not given:
             _, policy, start = round_one_policy(run, config, None, task_set)
-            given = collect(run, config, policy, task_set, 1, carried_selections(run, policy, start))
+            given = collect(
+                run, config, policy, task_set.for_rounds(), 1, carried_selections(run, policy, start)
+            )
         trajectories = given
-        oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
-        annotations, selection = annotate_and_select(run, config, task_set, trajectories, oracle, 1)
+        oracle = oracle_fallback(run, config, task_set)
+        annotations, selection = annotate_and_select(
+            run, config, task_set.for_rounds(), trajectories, oracle, 1
+        )
         return _summary(run, trajectories=trajectories, annotations=annotations, selection=selection)
 
 

@@ -34,6 +34,7 @@ PIPELINE_STAGES = (
     "index",
     "synthesize",
     "synthesize-corpus",
+    "extend-pool",
     "questions",
     "base-model",
     "collect-oracle",

@@ -8,7 +8,7 @@ the pipeline would, and each reuses what the other already built.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flows.config import PipelineConfig
 from flows.corpus_source import corpus_artifact, ingest_questions
@@ -21,6 +21,7 @@ from tasks.judge.annotate import AnnotateShardConfig, n_shards
 from tasks.select.demonstrations import DemonstrationsConfig
 from tasks.synthesis.corpus_stage import CorpusSynthesisConfig
 from tasks.synthesis.evidence import load_tasks
+from tasks.synthesis.pool import PoolExtensionConfig
 from tasks.train.sft import TrainConfig
 
 
@@ -32,6 +33,12 @@ class TaskSet:
     index: ArtifactRef
     tasks: ArtifactRef
     questions: ArtifactRef | None = None  # the user's own question set (eval_questions), if any
+    pool: ArtifactRef | None = None  # the grown training pool (pool.extra_tasks), if any
+
+    def for_rounds(self) -> TaskSet:
+        """The task set the rounds collect, judge and select on: the grown pool where there is one.
+        Its held-out split is this set's, but evaluation reads ``tasks``, whose id it was scored under."""
+        return self if self.pool is None else replace(self, tasks=self.pool, pool=None)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,15 @@ def build_task_set(run: StageRunner, config: PipelineConfig) -> TaskSet:
         from tasks.synthesis.report import publish_report
 
         publish_report(tasks)
-    return TaskSet(world, index, tasks, user_questions(run, config, world))
+    pool = None
+    if config.pool.extra_tasks:
+        pool = run(
+            "extend-pool",
+            PoolExtensionConfig(tasks=config.pool.extra_tasks),
+            {"world": world, "index": index, "tasks": tasks},
+            f"extend pool by {config.pool.extra_tasks}",
+        )
+    return TaskSet(world, index, tasks, user_questions(run, config, world), pool)
 
 
 def corpus_tasks(run: StageRunner, config: PipelineConfig) -> tuple[ArtifactRef, ArtifactRef, ArtifactRef]:
@@ -137,11 +152,12 @@ def collect(
     sampling = config.collect.sampling()
     sampling["seed"] = config.collect.seed + round_index - 1
     inputs = {"model": policy, "tasks": task_set.tasks, "index": task_set.index}
-    pool = config.synthesis.train_tasks
+    train = load_tasks(task_set.tasks, "train")
+    pool = len(train)
     if config.collect.skip_demonstrated and demonstrations:
         inputs["demonstrations"] = list(demonstrations)
         # counted as the shards will count them: carried selections may hold more than demonstrations
-        pool = len(undemonstrated(load_tasks(task_set.tasks, "train"), demonstrations))
+        pool = len(undemonstrated(train, demonstrations))
     shards = collect_shards(run, sampling, inputs, pool, f"collect r{round_index}", config.collect.shard_size)
     if config.collect.resample:
         shards += resample_shards(run, config, task_set, sampling, inputs, shards, round_index)
@@ -336,7 +352,7 @@ def run_rounds(
     ``config.train_from == "start"`` each round instead trains ``policy`` itself afresh, for every
     round's steps so far; round 1 is the same either way.
     """
-    oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
+    oracle = oracle_fallback(run, config, task_set)
     training = list(carried or [])
     start, results = policy, []
     for round_index in range(1, config.rounds + 1):
@@ -365,15 +381,23 @@ def one_round(
     """Round ``round_index`` from ``policy``: collect, annotate, select, train on ``training`` and what
     it kept, evaluate. ``name`` tells a second draw of the round apart in labels."""
     label = f"r{round_index} {name}" if name else f"r{round_index}"
-    trajectories = collect(run, config, policy, task_set, round_index, carried)
+    pool = task_set.for_rounds()
+    trajectories = collect(run, config, policy, pool, round_index, carried)
     annotations, selection = annotate_and_select(
-        run, config, task_set, trajectories, oracle, label, carried=training
+        run, config, pool, trajectories, oracle, label, carried=training
     )
     policy = train_round(
         run, config, steps, round_index, start, policy, [*training, selection], f"train {label}"
     )
     evaluation = evaluate(run, config, policy, task_set, f"evaluate {label}")
     return RoundResult(trajectories, annotations, selection, policy, evaluation)
+
+
+def oracle_fallback(run: StageRunner, config: PipelineConfig, task_set: TaskSet) -> ArtifactRef | None:
+    """The oracle's trajectories on the tasks the rounds sample, for ``select.oracle_fallback``."""
+    if not config.select.oracle_fallback:
+        return None
+    return oracle_demonstrations(run, config, task_set.for_rounds())
 
 
 def train_round(
@@ -480,7 +504,7 @@ def recollected_round(
     earlier = rounds[:-1]
     policy = earlier[-1].checkpoint if earlier else start.checkpoint
     training = [start.demonstrations, *(r.selection for r in earlier)]
-    oracle = oracle_demonstrations(run, config, task_set) if config.select.oracle_fallback else None
+    oracle = oracle_fallback(run, config, task_set)
     return one_round(
         run,
         config,

@@ -49,6 +49,7 @@ STAGES: dict[str, str] = {
     "index": "tasks.search.index:STAGE",
     "synthesize": "tasks.synthesis.stage:STAGE",
     "synthesize-corpus": "tasks.synthesis.corpus_stage:STAGE",
+    "extend-pool": "tasks.synthesis.pool:STAGE",
     "base-model": "tasks.llm.models:STAGE",
     "collect-shard": "tasks.agent.collect:SHARD_STAGE",
     "collect-oracle": "tasks.agent.oracle:STAGE",

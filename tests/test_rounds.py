@@ -6,6 +6,7 @@ import json
 import pytest
 
 from flows.config import PipelineConfig
+from flows.recipe import TaskSet
 from storage import ArtifactStore
 from storage.schemas import EvalRow, EvalSummary, Selection, Step, Task, Trajectory
 from storage.store import write_table
@@ -22,6 +23,8 @@ from tasks.select.rejection import (
 from tasks.train.sft import training_set
 from tests.builders import make_trajectory
 from tests.test_judge_select import ann
+
+TASK_SET = TaskSet("world", "index", "tasks")  # what the flow tests below pass through unread
 
 
 def traj(tid, task, actions, errors=()):
@@ -484,7 +487,7 @@ def test_rounds_trained_from_the_start_take_every_round_s_steps_so_far(monkeypat
 
         config = PipelineConfig.model_validate({"rounds": 3, "train_from": train_from})
         collected_with.clear()
-        recipe.run_rounds(run, config, "cold start", None, ["demos"], [64, 32, 16])
+        recipe.run_rounds(run, config, "cold start", TASK_SET, ["demos"], [64, 32, 16])
         return calls
 
     continued = train_calls("previous")
@@ -549,16 +552,16 @@ def test_rounds_retrained_with_another_seed_train_as_the_rounds_did_on_what_they
 
     config = PipelineConfig.model_validate({"rounds": 2, "train_from": train_from})
     own = []
-    rounds = recipe.run_rounds(recorder(own), config, "cold start", None, ["demos"], [64, 32])
+    rounds = recipe.run_rounds(recorder(own), config, "cold start", TASK_SET, ["demos"], [64, 32])
     start = recipe.ColdStart("demos", "cold start", "cold evaluation")
     again = []
-    retrained = recipe.retrained_rounds(recorder(again), config, start, None, rounds, [64, 32])
+    retrained = recipe.retrained_rounds(recorder(again), config, start, TASK_SET, rounds, [64, 32])
     # afresh, only round 2's training makes the policy scored
     assert again == (own if train_from == "previous" else own[1:])
     seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 3})})
     calls = []
     policy, (scored, label) = recipe.retrained_rounds(
-        recorder(calls), seeded, start, None, rounds, [64, 32], "seed 3"
+        recorder(calls), seeded, start, TASK_SET, rounds, [64, 32], "seed 3"
     )
     assert [(model, selection, steps) for model, selection, steps, _ in calls] == [
         (model if model == "cold start" else "policy 1 of seed 3", selection, steps)
@@ -598,18 +601,20 @@ def test_the_last_round_drawn_again_collects_anew_from_the_same_earlier_rounds(m
 
     config = PipelineConfig.model_validate({"rounds": 2})
     own = []
-    rounds = recipe.run_rounds(recorder(own), config, "cold start", None, ["demos"], [64, 32])
+    rounds = recipe.run_rounds(recorder(own), config, "cold start", TASK_SET, ["demos"], [64, 32])
     start = recipe.ColdStart("demos", "cold start", "cold evaluation")
     rounds_collected, rounds_annotated = list(collected), list(annotated)
 
     again = []
-    same = recipe.recollected_round(recorder(again), config, start, None, rounds, [64, 32])
+    same = recipe.recollected_round(recorder(again), config, start, TASK_SET, rounds, [64, 32])
     assert again == own[1:] and same == rounds[-1]
     assert collected[2:] == rounds_collected[1:] and annotated[2:] == rounds_annotated[1:]
 
     reseeded = config.model_copy(update={"collect": config.collect.model_copy(update={"seed": 5})})
     calls = []
-    drawn = recipe.recollected_round(recorder(calls), reseeded, start, None, rounds, [64, 32], "rollouts 5")
+    drawn = recipe.recollected_round(
+        recorder(calls), reseeded, start, TASK_SET, rounds, [64, 32], "rollouts 5"
+    )
     assert collected[-1] == ("train r1 policy", 2, 5, ["demos"])
     assert annotated[-1] == ("rollouts r2 seed 5", "r2 rollouts 5", ["demos", "kept rollouts r1 seed 0"])
     assert calls == [
