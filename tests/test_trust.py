@@ -281,7 +281,7 @@ def test_a_calculator_overflow_is_an_observation_not_a_crash(index_ref):
 
 
 def test_a_rebuild_whose_recipe_changed_leaves_the_old_artifact_in_place(tmp_path, monkeypatch):
-    import tasks.stage
+    import tasks.stage_spec
 
     world = WorldConfig(people=20, organisations=6, works=4, events=2, cities=6, countries=2)
     with local_stage_runner("test", {}, str(tmp_path)) as run:
@@ -290,7 +290,7 @@ def test_a_rebuild_whose_recipe_changed_leaves_the_old_artifact_in_place(tmp_pat
     run_row = run.catalog.query("SELECT state FROM runs WHERE flow_run_id = ?", [run.flow_run_id])
     assert run_row == [{"state": "Completed"}]  # the CLI's builds are runs too
 
-    monkeypatch.setattr(tasks.stage, "code_version", lambda module: "a-newer-release")
+    monkeypatch.setattr(tasks.stage_spec, "code_version", lambda module: "a-newer-release")
     with local_stage_runner("retry", {}, str(tmp_path)) as run, pytest.raises(RecipeChanged):
         rebuild([built.id], run)
     assert (Path(built.uri) / "_meta.json").read_text() == meta
