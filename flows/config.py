@@ -213,14 +213,12 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="after")
     def _rounds_have_tasks_to_sample(self) -> PipelineConfig:
         demonstrated = self.cold_start.tasks or self.synthesis.train_tasks
-        if (
-            self.collect.skip_demonstrated
-            and self.cold_start.source != "none"
-            and demonstrated >= self.synthesis.train_tasks
-        ):
+        pool = self.synthesis.train_tasks + self.pool.extra_tasks  # demonstrations come from the first
+        if self.collect.skip_demonstrated and self.cold_start.source != "none" and demonstrated >= pool:
             raise ValueError(
                 f"collect.skip_demonstrated leaves the rounds no task: cold_start.tasks ({demonstrated}) "
-                f"covers all {self.synthesis.train_tasks} training tasks; set it below synthesis.train_tasks"
+                f"covers all {pool} training tasks; set it below synthesis.train_tasks or grow the pool "
+                "(pool.extra_tasks)"
             )
         return self
 

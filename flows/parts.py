@@ -55,6 +55,8 @@ def synthesis(config: PipelineConfig | None = None) -> dict[str, str]:
     with stage_runner("trailforge-synthesis", config, config.home, config.orchestration) as run:
         task_set = build_task_set(run, config)
         extra = {"questions": task_set.questions} if task_set.questions is not None else {}
+        if task_set.pool is not None:
+            extra["pool"] = task_set.pool
         return _summary(run, world=task_set.world, index=task_set.index, tasks=task_set.tasks, **extra)
 
 

@@ -61,6 +61,11 @@ def test_growing_the_pool_is_checked_before_any_work():
         PipelineConfig.model_validate({"pool": {"extra_tasks": 500_000}})
     with pytest.raises(ValueError, match="with a corpus, ask for more synthesis.train_tasks"):
         PipelineConfig.model_validate({"corpus": str(CORPUS), "pool": {"extra_tasks": 8}})
+    # every original task demonstrated: the rounds sample only the grown pool, which is allowed
+    every = {"collect": {"skip_demonstrated": True}, "cold_start": {"tasks": 64}}
+    with pytest.raises(ValueError, match="leaves the rounds no task"):
+        PipelineConfig.model_validate(every)
+    PipelineConfig.model_validate({**every, "pool": {"extra_tasks": 16}})
 
 
 def test_rounds_collect_and_select_on_the_grown_pool_and_are_scored_on_the_original_tasks(monkeypatch):
