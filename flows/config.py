@@ -226,10 +226,7 @@ class PipelineConfig(BaseModel):
     def _world_holds_the_mix(self) -> PipelineConfig:
         """A target mix the world cannot hold fails here, before any artifact is written."""
         if self.corpus is None:  # a user corpus replaces the world
-            check_capacity(self.world, self.synthesis)
-            if self.pool.extra_tasks:
-                grown = self.synthesis.train_tasks + self.pool.extra_tasks
-                check_capacity(self.world, self.synthesis.model_copy(update={"train_tasks": grown}))
+            check_capacity(self.world, self.synthesis, self.pool.extra_tasks)
         elif self.pool.extra_tasks:
             raise ValueError(
                 "pool.extra_tasks grows the synthetic world's task pool; with a corpus, ask for more "

@@ -117,3 +117,17 @@ def test_rounds_collect_and_select_on_the_grown_pool_and_are_scored_on_the_origi
     seen.clear()
     recipe.demonstrations(run, config, "base", task_set)
     assert seen == [("oracle", "synthesize artifact")]
+
+
+def test_the_capacity_check_counts_a_grown_pool_as_the_pool_stage_shares_it_out():
+    """The pool stage shares its tasks out by the mix on their own, after the synthesis's: one
+    training task and one added task both go to the first bucket, so it needs three candidates
+    with its held-out one, where sharing two training tasks at once would ask two of each bucket."""
+    from tasks.synthesis.stage import capacity_problem
+
+    config = SynthesisConfig(train_tasks=1, eval_tasks=2, mix=TWO_BUCKETS)
+    two_each = {"h2-k1-m2": [None, None], "h3-k1-m3": [None, None]}
+    assert capacity_problem(two_each, config) is None
+    problem = capacity_problem(two_each, config, extra_train=1)
+    assert problem is not None and "h2-k1-m2: needs 3" in problem and "h3-k1-m3: needs" not in problem
+    assert capacity_problem({"h2-k1-m2": [None] * 3, "h3-k1-m3": [None]}, config, extra_train=1) is None

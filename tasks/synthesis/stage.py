@@ -200,12 +200,19 @@ def candidate_pool(graph: KnowledgeGraph, config: SynthesisConfig) -> dict[str, 
     return pool
 
 
-def capacity_problem(pool: dict[str, list[Candidate]], config: SynthesisConfig) -> str | None:
+def capacity_problem(
+    pool: dict[str, list[Candidate]], config: SynthesisConfig, extra_train: int = 0
+) -> str | None:
+    """What the world lacks for the mix, or None. ``extra_train`` counts a grown pool's tasks the way
+    the pool stage shares them out (on their own, after the synthesis's), so this check and the
+    stage agree bucket by bucket."""
     counts = config.counts()
+    extra = allocate(extra_train, config.mix)
+    needed = {b: counts["eval"][b] + counts["train"][b] + extra[b] for b in config.mix}
     short = [
-        f"{b}: needs {counts['eval'][b] + counts['train'][b]}, the world holds {len(pool.get(b, []))}"
+        f"{b}: needs {needed[b]}, the world holds {len(pool.get(b, []))}"
         for b in config.mix
-        if len(pool.get(b, [])) < counts["eval"][b] + counts["train"][b]
+        if len(pool.get(b, [])) < needed[b]
     ]
     if not short:
         return None
@@ -217,17 +224,19 @@ def capacity_problem(pool: dict[str, list[Candidate]], config: SynthesisConfig) 
 
 
 @lru_cache(maxsize=8)
-def _capacity_problem_cached(world_json: str, synthesis_json: str) -> str | None:
+def _capacity_problem_cached(world_json: str, synthesis_json: str, extra_train: int) -> str | None:
     world = generate_world(WorldConfig.model_validate_json(world_json))
     config = SynthesisConfig.model_validate_json(synthesis_json)
-    return capacity_problem(candidate_pool(KnowledgeGraph(world.entities, world.triples), config), config)
+    graph = KnowledgeGraph(world.entities, world.triples)
+    return capacity_problem(candidate_pool(graph, config), config, extra_train)
 
 
 CAPACITY_CHECK_MAX_ENTITIES = 50_000
 
 
-def check_capacity(world: WorldConfig, config: SynthesisConfig) -> None:
-    """Fail before any artifact is written when the world cannot hold the mix: the world is
+def check_capacity(world: WorldConfig, config: SynthesisConfig, extra_train: int = 0) -> None:
+    """Fail before any artifact is written when the world cannot hold the mix and ``extra_train``
+    more training tasks (a grown pool): the world is
     generated in memory (it is seeded) and its candidates counted. Skipped above
     ``CAPACITY_CHECK_MAX_ENTITIES``, where the synthesis stage itself reports a shortfall."""
     entities = (
@@ -235,7 +244,7 @@ def check_capacity(world: WorldConfig, config: SynthesisConfig) -> None:
     )
     if entities > CAPACITY_CHECK_MAX_ENTITIES:
         return
-    problem = _capacity_problem_cached(world.model_dump_json(), config.model_dump_json())
+    problem = _capacity_problem_cached(world.model_dump_json(), config.model_dump_json(), extra_train)
     if problem:
         raise ValueError(problem)
 
