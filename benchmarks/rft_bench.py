@@ -7,7 +7,9 @@ The embedded default (SmolLM2-135M on this machine's CPU, bm25s, the reference j
    tasks (spread over buckets), trained until more passes over them stop paying (``--cold-start-steps``),
    so that what the rounds add is not the cold start's unfinished training;
 3. **round 1, round 2**: the policy samples ``--samples`` rollouts on every task of the training
-   pool that has no demonstration (``--all-tasks``: on every one), the reference judge rates every
+   pool that has no demonstration (``--all-tasks``: on every one; the pool grown by ``--extra-pool``
+   tasks synthesised after the held-out split is fixed), and ``--resample`` more on each task they
+   answered right fewer than ``--resample-below`` times; the reference judge rates every
    step, selection keeps correct well-rated trajectories (hard tasks oversampled, each bucket
    weighted as in the pool), and the policy trains on
    everything kept so far plus the cold-start demonstrations, at the rounds' low flat learning rate
@@ -135,9 +137,10 @@ def main() -> None:
     parser.add_argument(
         "--extra-pool",
         type=int,
-        default=0,
+        default=128,
         help="training tasks added for the rounds after the held-out split is fixed (--pool.extra-tasks): "
-        "the same world, held-out tasks, cold start and control; only the rounds change",
+        "the same world, held-out tasks, cold start and control; only the rounds change (0: the rounds "
+        "sample the 128 undemonstrated tasks of --train-tasks alone)",
     )
     parser.add_argument(
         "--cold-start-steps",
@@ -161,11 +164,11 @@ def main() -> None:
     parser.add_argument(
         "--resample",
         type=int,
-        default=0,
+        default=6,
         help="difficulty-aware resampling: this many more rollouts on each task the first --samples "
-        "answered right fewer than --resample-below times",
+        "answered right fewer than --resample-below times (0: none)",
     )
-    parser.add_argument("--resample-below", type=int, default=1)
+    parser.add_argument("--resample-below", type=int, default=2)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--hard-copies", type=int, default=2)
     parser.add_argument(
@@ -229,7 +232,7 @@ def main() -> None:
         type=int_list,
         default=[],
         help="after the timed run, also train the rounds again with these training seeds on the same kept "
-        "trajectories (comma-separated) and score round 2 of each: the rounds' training noise",
+        "trajectories (comma-separated) and score round 1 and round 2 of each: the rounds' training noise",
     )
     parser.add_argument(
         "--rollout-seeds",
@@ -305,6 +308,13 @@ def main() -> None:
             )
         for seed in args.round_seeds:
             seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            # round 1 of the seed scored too: a round's own spread, which round 2 of one seed hides
+            first_policy, first_eval = retrained_rounds(
+                run, seeded, start, task_set, rounds[:1], steps, f"seed {seed}"
+            )
+            entries[f"round_1_seed_{seed}"] = round_entry(
+                f"round 1 seed {seed}", first_eval, None, first_policy, held_out_ref
+            )
             seeded_policy, seeded_eval = retrained_rounds(
                 run, seeded, start, task_set, rounds, steps, f"seed {seed}"
             )
@@ -372,6 +382,12 @@ def main() -> None:
         },
         # round 2 over every seed trained (seed 0 is round 2 above)
         "pass1_round_2_mean": mean_pass(round_2s),
+        # round 1 of the same retrained seeds, and over every seed (seed 0 is round 1 above)
+        "pass1_round_1_by_seed": {
+            str(seed): round(entries[f"round_1_seed_{seed}"].summary.pass_at_1, 4)
+            for seed in args.round_seeds
+        },
+        "pass1_round_1_mean": mean_pass(["round_1", *(f"round_1_seed_{seed}" for seed in args.round_seeds)]),
         # round 2 drawn again: new rollouts (collection seed N) from the same round-1 policy
         "pass1_round_2_by_rollout_seed": {
             str(seed): round(entries[f"round_2_rollout_seed_{seed}"].summary.pass_at_1, 4)
@@ -425,6 +441,10 @@ def main() -> None:
                 )
                 for seed in args.round_seeds
                 if seed in args.control_seeds
+            },
+            **{
+                f"round_1_seed_{seed}_vs_cold_start": paired("cold_start", f"round_1_seed_{seed}")
+                for seed in args.round_seeds
             },
             # round 2 drawn again against the control arm, and against the first draw
             **{
