@@ -32,9 +32,9 @@ from tasks.synthesis.stage import (
     Cascade,
     HeldOut,
     SynthesisConfig,
-    _paraphrased,
     allocate,
     candidate_pool,
+    paraphrased,
 )
 from tasks.synthesis.verify import no_tool_answers
 
@@ -86,7 +86,7 @@ def extend_pool(
         )
     tasks = [t for bucket in sorted(config.mix) for t in added[bucket]]
     if paraphrase is not None:
-        tasks = _paraphrased(tasks, paraphrase, graph)
+        tasks = paraphrased(tasks, paraphrase, graph)
     report = [
         SynthesisBucket(
             bucket=b,

@@ -454,7 +454,7 @@ def synthesize_report(
             f"{rejected_by_stage}): grow the world or ask for fewer tasks"
         )
     if paraphrase is not None:
-        tasks = _paraphrased(tasks, paraphrase, graph)
+        tasks = paraphrased(tasks, paraphrase, graph)
     report = [
         SynthesisBucket(
             bucket=b,
@@ -470,7 +470,9 @@ def synthesize_report(
     return Synthesis(tasks, cascade.rejected, report, rejected_by_stage)
 
 
-def _paraphrased(tasks: list[Task], paraphrase, graph: KnowledgeGraph) -> list[Task]:
+def paraphrased(tasks: list[Task], paraphrase, graph: KnowledgeGraph) -> list[Task]:
+    """The tasks with each question rewritten by ``paraphrase`` where the rewrite keeps every named
+    entity and does not give the answer away; a rejected rewrite leaves its task as it was."""
     rewritten = paraphrase([t.question for t in tasks])
     out = []
     for task, text in zip(tasks, rewritten, strict=True):
